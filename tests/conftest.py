@@ -1,0 +1,171 @@
+"""A real ``commands.Bot`` driven by dpytest, with the cog loaded against a loopback Sentry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import discord
+import discord.ext.test as dpytest
+import pytest
+import pytest_asyncio
+from discord import app_commands
+from discord.ext import commands
+from sentry_relay.processing import StoreNormalizer
+
+from tux_sentry_cog import SentryCogConfig
+from tux_sentry_cog.testing import InteractionDriver, SentryEndpoint, reset_sentry_sdk
+
+pytest_plugins = ["tux_sentry_cog.testing.plugin"]
+
+BOT_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GabcDE.abcdefghijklmnopqrstuvwxyz0123456789AB"
+
+
+class Sample(commands.Cog):
+    """Commands that succeed, fail, and sleep, for the tests."""
+
+    def __init__(self) -> None:
+        self.handled: list[tuple[str, BaseException]] = []
+
+    @commands.command()
+    async def ping(self, ctx: commands.Context[Any]) -> None:
+        await ctx.send("pong")
+
+    @commands.command()
+    async def boom(self, ctx: commands.Context[Any], *, text: str = "") -> None:
+        raise RuntimeError(f"boom for user {ctx.author.id}")
+
+    @commands.command()
+    async def add(self, ctx: commands.Context[Any], a: int, b: int) -> None:
+        await ctx.send(str(a + b))
+
+    @commands.command()
+    async def nap(self, ctx: commands.Context[Any], ms: int, fail: bool = False) -> None:
+        await asyncio.sleep(ms / 1000)
+        if fail:
+            raise LookupError(f"failed after {ms} ms")
+        await ctx.send(f"slept {ms}")
+
+    @commands.command()
+    async def handled(self, ctx: commands.Context[Any]) -> None:
+        raise ValueError("the local handler takes this")
+
+    @handled.error
+    async def handled_error(self, ctx: commands.Context[Any], error: Exception) -> None:
+        self.handled.append(("local", error))
+
+    @commands.hybrid_command(name="hybrid")
+    async def hybrid(self, ctx: commands.Context[Any], word: str) -> None:
+        raise ZeroDivisionError(f"hybrid failed on {word}")
+
+    @app_commands.command(name="slash-ok")
+    async def slash_ok(self, interaction: discord.Interaction[Any], text: str) -> None:
+        await interaction.response.send_message(f"ok {len(text)}")
+
+    @app_commands.command(name="slash-boom")
+    async def slash_boom(self, interaction: discord.Interaction[Any], text: str) -> None:
+        raise KeyError(f"slash failed for {interaction.user.id}")
+
+    @app_commands.command(name="slash-nap")
+    async def slash_nap(self, interaction: discord.Interaction[Any], ms: int) -> None:
+        await interaction.response.defer()
+        await asyncio.sleep(ms / 1000)
+        await interaction.followup.send(f"slept {ms}")
+
+
+class BotHarness:
+    """One bot, its sample cog, what its own handlers saw, and the interaction driver."""
+
+    def __init__(self, bot: commands.Bot, sample: Sample) -> None:
+        self.bot = bot
+        self.sample = sample
+        self.bot_errors: list[BaseException] = []
+        self.tree_errors: list[BaseException] = []
+        self.interactions = InteractionDriver(bot)
+
+    @property
+    def member(self) -> discord.Member:
+        return dpytest.get_config().members[0]
+
+    async def message(self, content: str, **kwargs: Any) -> None:
+        """Send a message; errors the bot's handler re-raises through dpytest are swallowed."""
+        with contextlib.suppress(commands.CommandError):
+            await dpytest.message(content, **kwargs)
+
+    async def slash(self, name: str, options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("member", self.member)
+        return await self.interactions.slash(name, options, **kwargs)
+
+
+MakeBot = Callable[..., Awaitable[BotHarness]]
+
+
+@pytest_asyncio.fixture
+async def make_bot(sentry_endpoint: SentryEndpoint) -> AsyncIterator[MakeBot]:
+    """Return a factory of configured bots with the cog loaded; unloads and closes after."""
+    bots: list[commands.Bot] = []
+
+    async def factory(
+        config: SentryCogConfig | None = None, *, load: bool = True, **config_fields: Any
+    ) -> BotHarness:
+        intents = discord.Intents.all()
+        bot = commands.Bot(command_prefix="!", intents=intents)
+        await bot._async_setup_hook()
+        sample = Sample()
+        await bot.add_cog(sample)
+        dpytest.configure(bot, members=2)
+        bot.http.token = BOT_TOKEN
+        harness = BotHarness(bot, sample)
+
+        @bot.event
+        async def on_command_error(ctx: commands.Context[Any], error: BaseException) -> None:
+            harness.bot_errors.append(error)
+
+        @bot.tree.error
+        async def on_tree_error(
+            interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+        ) -> None:
+            harness.tree_errors.append(error)
+
+        if config is None:
+            config_fields.setdefault("dsn", sentry_endpoint.dsn)
+            config = SentryCogConfig(**config_fields)
+        bot.sentry_cog_config = config  # type: ignore[attr-defined]
+        if load:
+            await bot.load_extension("tux_sentry_cog")
+        bots.append(bot)
+        return harness
+
+    yield factory
+    for bot in bots:
+        with contextlib.suppress(Exception):
+            await bot.unload_extension("tux_sentry_cog")
+    await dpytest.empty_queue()
+    reset_sentry_sdk()
+
+
+_NORMALIZER = StoreNormalizer(project_id=1, enable_trimming=True)
+
+
+def _trimmed(meta: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(meta, dict):
+        for key, value in meta.items():
+            if key == "" and isinstance(value, dict):
+                rem = value.get("rem") or []
+                if any(r and r[0] == "!limit" for r in rem) or value.get("err"):
+                    found.append(path or "<root>")
+            else:
+                found.extend(_trimmed(value, f"{path}.{key}" if path else str(key)))
+    return found
+
+
+def assert_sentry_accepts(event: dict[str, Any]) -> dict[str, Any]:
+    """Run Sentry's own normaliser on ``event``: no errors, nothing trimmed."""
+    normalized = _NORMALIZER.normalize_event(event)
+    assert not normalized.get("errors"), normalized.get("errors")
+    trimmed = _trimmed(normalized.get("_meta") or {})
+    assert not trimmed, f"Sentry would trim or reject: {trimmed}"
+    return normalized  # type: ignore[no-any-return]

@@ -1,0 +1,25 @@
+"""Sentry observability for discord.py bots: ``await bot.load_extension("tux_sentry_cog")``."""
+
+from tux_sentry_cog._version import __version__
+from tux_sentry_cog.adapter.context import SentryContextCollector
+from tux_sentry_cog.cog import SentryCog, setup
+from tux_sentry_cog.config import ConfigError, SentryCogConfig
+from tux_sentry_cog.core.classification import ErrorCategory, ErrorClassifier, Severity
+from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator
+from tux_sentry_cog.core.related import RelatedErrorDetector
+from tux_sentry_cog.core.runs import get_correlation_id
+
+__all__ = [
+    "ConfigError",
+    "ErrorCategory",
+    "ErrorClassifier",
+    "ErrorFingerprintGenerator",
+    "RelatedErrorDetector",
+    "SentryCog",
+    "SentryCogConfig",
+    "SentryContextCollector",
+    "Severity",
+    "__version__",
+    "get_correlation_id",
+    "setup",
+]

@@ -1,0 +1,375 @@
+"""Reads a command's context or an interaction into plain tags and contexts.
+
+Two speeds: :func:`describe_source` runs for every command and reads only what is
+already in memory (names and ids); :class:`SentryContextCollector` runs when an error is
+reported and reads everything the event should carry. Every getter tolerates partial
+objects (DMs, uncached guilds, partial members, missing permissions): a field it cannot
+read is left out, it never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from tux_sentry_cog.core.reporter import ErrorReport, error_context
+from tux_sentry_cog.core.system import SystemInfo
+
+if TYPE_CHECKING:
+    from tux_sentry_cog.core.runs import CommandRun
+
+__all__ = [
+    "ContextOrInteraction",
+    "SentryContextCollector",
+    "SourceInfo",
+    "describe_source",
+    "sensitive_strings",
+]
+
+_log = logging.getLogger(__name__)
+
+ContextOrInteraction = commands.Context[Any] | discord.Interaction[Any]
+
+_PRIMITIVES = (str, int, float, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """What every run needs to know up front, read cheaply.
+
+    Attributes:
+        name: Qualified command name, or a fixed label ("unknown") — never user text.
+        command_type: SPEC.md's ``command.type``.
+        cog: Cog name, if any.
+        guild_id: Guild id or ``"dm"``.
+        user_id: The invoking user's id.
+        shard_id: Shard of the guild on sharded bots, else ``None``.
+    """
+
+    name: str
+    command_type: str
+    cog: str | None
+    guild_id: str
+    user_id: int | None
+    shard_id: int | None
+
+    def tags(self) -> dict[str, str]:
+        """The source's share of the event tags."""
+        tags = {
+            "command.name": self.name,
+            "command.type": self.command_type,
+            "cog": self.cog or "none",
+            "guild.id": self.guild_id,
+        }
+        if self.shard_id is not None:
+            tags["shard.id"] = str(self.shard_id)
+        return tags
+
+
+def _is_hybrid(command: object) -> bool:
+    return isinstance(command, commands.HybridCommand | commands.HybridGroup)
+
+
+def _app_command_cog(command: object) -> str | None:
+    binding = getattr(command, "binding", None)
+    if isinstance(binding, commands.Cog):
+        return binding.qualified_name
+    return None
+
+
+def _shard_id(client: Any, guild: discord.Guild | None) -> int | None:
+    if getattr(client, "shard_count", None) is None:
+        return None
+    if guild is not None:
+        return guild.shard_id
+    return 0  # DMs go through shard 0
+
+
+def _interaction_command_type(interaction: discord.Interaction[Any], command: object) -> str:
+    if interaction.type is discord.InteractionType.autocomplete:
+        return "autocomplete"
+    if interaction.type is discord.InteractionType.component:
+        return "component"
+    if interaction.type is discord.InteractionType.modal_submit:
+        return "modal"
+    if isinstance(command, app_commands.ContextMenu):
+        return "context_menu"
+    if isinstance(command, commands.hybrid.HybridAppCommand):
+        return "hybrid"
+    return "slash"
+
+
+def describe_source(source: ContextOrInteraction) -> SourceInfo:
+    """Read the name, type, cog, guild, user and shard of a command's source."""
+    if isinstance(source, commands.Context):
+        command = source.command
+        guild = source.guild
+        return SourceInfo(
+            name=command.qualified_name if command is not None else "unknown",
+            command_type="hybrid" if _is_hybrid(command) else "prefix",
+            cog=command.cog_name if command is not None else None,
+            guild_id=str(guild.id) if guild is not None else "dm",
+            user_id=source.author.id,
+            shard_id=_shard_id(source.bot, guild),
+        )
+    interaction = source
+    app_command = interaction.command
+    name = "unknown"
+    cog: str | None = None
+    if isinstance(app_command, commands.hybrid.HybridAppCommand):
+        name = app_command.wrapped.qualified_name
+        cog = app_command.wrapped.cog_name
+    elif app_command is not None:
+        name = app_command.qualified_name
+        cog = _app_command_cog(app_command)
+    guild_id = interaction.guild_id
+    return SourceInfo(
+        name=name,
+        command_type=_interaction_command_type(interaction, app_command),
+        cog=cog,
+        guild_id=str(guild_id) if guild_id is not None else "dm",
+        user_id=interaction.user.id,
+        shard_id=_shard_id(interaction.client, interaction.guild),
+    )
+
+
+def _option_values(options: Iterable[Mapping[str, Any]]) -> Iterable[str]:
+    for option in options:
+        value = option.get("value")
+        if isinstance(value, str):
+            yield value
+        nested = option.get("options")
+        if isinstance(nested, list):
+            yield from _option_values(nested)
+
+
+def sensitive_strings(source: ContextOrInteraction) -> tuple[str, ...]:
+    """The message content and argument text of ``source``, for the scrubber."""
+    if isinstance(source, commands.Context):
+        if source.interaction is not None:
+            return sensitive_strings(source.interaction)
+        content = source.message.content
+        if not content:
+            return ()
+        # Arguments are what follows the invoked name; each word may be a value.
+        tail = ""
+        if source.invoked_with and source.invoked_with in content:
+            tail = content.split(source.invoked_with, 1)[1].strip()
+        return (content, tail, *tail.split()) if tail else (content,)
+    data: Mapping[str, Any] = source.data or {}
+    options = data.get("options")
+    values: list[str] = list(_option_values(options)) if isinstance(options, list) else []
+    components = data.get("components")
+    if isinstance(components, list):  # modal text inputs: what the user typed
+        values.extend(_modal_values(components))
+    return tuple(values)
+
+
+def _modal_values(components: Iterable[Any]) -> Iterable[str]:
+    for component in components:
+        if not isinstance(component, Mapping):
+            continue
+        value = component.get("value")
+        if isinstance(value, str):
+            yield value
+        inner = component.get("components")
+        if isinstance(inner, list):
+            yield from _modal_values(inner)
+
+
+def _safe(getter: Callable[[], Any]) -> Any:
+    """Run one getter; a partial object leaves that field out instead of failing."""
+    try:
+        return getter()
+    except Exception:
+        return None
+
+
+def _describe_value(value: Any, send_pii: bool) -> dict[str, Any]:
+    described: dict[str, Any] = {"type": type(value).__name__}
+    object_id = getattr(value, "id", None)
+    if isinstance(object_id, int):
+        # Discord objects are named by id, never by their text.
+        described["id"] = str(object_id)
+    elif send_pii:
+        described["value"] = value if isinstance(value, _PRIMITIVES) else repr(value)[:500]
+    return described
+
+
+class SentryContextCollector:
+    """Collects the event contexts of SPEC.md from a command context or an interaction.
+
+    Args:
+        send_pii: Include usernames and parameter values.
+        system: Source of the ``system`` context; a fresh one if not given.
+    """
+
+    def __init__(self, send_pii: bool = False, system: SystemInfo | None = None) -> None:
+        """Keep the PII setting and the system-info source."""
+        self.send_pii = send_pii
+        self.system = system or SystemInfo(framework_version=discord.__version__)
+
+    def collect_error_context(
+        self,
+        error: BaseException,
+        source: ContextOrInteraction,
+        additional_context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Every context group of the plan for ``error`` raised from ``source``.
+
+        Groups: ``error``, ``command``, ``discord_user``, ``guild``, ``channel``,
+        ``system``, ``performance``, plus ``additional_context``.
+        """
+        info = describe_source(source)
+        contexts: dict[str, Any] = {
+            "error": error_context(error),
+            **self.collect_source_contexts(source, info),
+            "system": self.system.snapshot(),
+            "performance": {"response_time_ms": None, "database_query_count": 0},
+        }
+        contexts.update(additional_context or {})
+        return contexts
+
+    def build_report(
+        self,
+        error: BaseException,
+        source: ContextOrInteraction | None,
+        run: CommandRun | None,
+        handled: bool,
+    ) -> ErrorReport:
+        """The :class:`ErrorReport` for ``error``; ``source`` may be ``None`` (tasks)."""
+        if source is None:
+            return ErrorReport(error, handled=handled, run=run)
+        info = describe_source(source)
+        user_id = info.user_id
+        user: dict[str, Any] | None = None
+        if user_id is not None:
+            user = {"id": str(user_id)}
+            if self.send_pii:
+                author = _author(source)
+                user["username"] = _safe(lambda: author.name)
+                user["name"] = _safe(lambda: author.display_name)
+        return ErrorReport(
+            error,
+            tags=info.tags(),
+            contexts=self.collect_source_contexts(source, info),
+            user=user,
+            handled=handled,
+            run=run,
+        )
+
+    def collect_source_contexts(
+        self, source: ContextOrInteraction, info: SourceInfo | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The ``command``, ``discord_user``, ``guild`` and ``channel`` contexts."""
+        info = info or describe_source(source)
+        contexts: dict[str, dict[str, Any]] = {}
+        getters: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
+            ("command", lambda: self._command(source, info)),
+            ("discord_user", lambda: self._user(source)),
+            ("guild", lambda: self._guild(source)),
+            ("channel", lambda: self._channel(source)),
+        )
+        for name, getter in getters:
+            try:
+                contexts[name] = getter()
+            except Exception:
+                _log.debug("context %s unavailable", name, exc_info=True)
+                contexts[name] = {"unavailable": True}
+        return contexts
+
+    def _command(self, source: ContextOrInteraction, info: SourceInfo) -> dict[str, Any]:
+        return {
+            "name": info.name,
+            "qualified_name": info.name,
+            "type": info.command_type,
+            "cog_name": info.cog,
+            "parameters": self._parameters(source),
+        }
+
+    def _parameters(self, source: ContextOrInteraction) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if isinstance(source, commands.Context):
+            command = source.command
+            if command is None:
+                return {}
+            names = list(command.clean_params)
+            # ctx.args holds self and ctx before the command's own positional arguments.
+            positional = list(source.args)[len(source.args) - len(names) :] if names else []
+            given = dict(zip(names, positional, strict=False))
+            given.update(source.kwargs)
+            for name in names:
+                if name in given:
+                    values[name] = _describe_value(given[name], self.send_pii)
+                else:
+                    values[name] = {"type": "unparsed"}
+            return values
+        namespace = _safe(lambda: source.namespace)
+        if namespace is not None:
+            for name, value in namespace:
+                values[name] = _describe_value(value, self.send_pii)
+        return values
+
+    @staticmethod
+    def _user(source: ContextOrInteraction) -> dict[str, Any]:
+        author = _author(source)
+        context: dict[str, Any] = {"bot": bool(_safe(lambda: author.bot))}
+        permissions = _permissions(source)
+        if permissions is not None:
+            context["permissions"] = (
+                ["administrator"]
+                if permissions.administrator
+                else [name for name, allowed in permissions if allowed]
+            )
+        return context
+
+    @staticmethod
+    def _guild(source: ContextOrInteraction) -> dict[str, Any]:
+        guild = source.guild
+        if guild is None:
+            guild_id = getattr(source, "guild_id", None)
+            return {"id": str(guild_id) if guild_id else "dm"}
+        return {
+            "id": str(guild.id),
+            "name": _safe(lambda: guild.name),
+            "member_count": _safe(lambda: guild.member_count),
+            "features": sorted(_safe(lambda: guild.features) or []),
+            "premium_tier": _safe(lambda: guild.premium_tier),
+        }
+
+    @staticmethod
+    def _channel(source: ContextOrInteraction) -> dict[str, Any]:
+        channel = source.channel
+        if channel is None:
+            return {"id": None}
+        is_nsfw = getattr(channel, "is_nsfw", None)
+        return {
+            "id": str(channel.id),
+            "name": _safe(lambda: getattr(channel, "name", None)) or "dm",
+            "type": _safe(lambda: str(channel.type)),
+            "nsfw": bool(_safe(is_nsfw)) if callable(is_nsfw) else False,
+        }
+
+
+def _author(source: ContextOrInteraction) -> Any:
+    if isinstance(source, commands.Context):
+        return source.author
+    return source.user
+
+
+def _permissions(source: ContextOrInteraction) -> discord.Permissions | None:
+    if isinstance(source, discord.Interaction):
+        found = _safe(lambda: source.permissions)
+    else:
+        channel = source.channel
+        author = source.author
+        found = None
+        if isinstance(author, discord.Member) and hasattr(channel, "permissions_for"):
+            found = _safe(lambda: channel.permissions_for(author))
+    return found if isinstance(found, discord.Permissions) else None

@@ -1,0 +1,360 @@
+"""The bot's entry points, wrapped so every command runs in its own scope and run.
+
+Wrapped, never replaced blindly (the style of sentry-sdk's integrations): each original
+is kept and called, and :meth:`BotInstrumentation.uninstall` puts it back.
+
+- ``bot.invoke``: every prefix and hybrid command runs through it, in its own task.
+- ``bot.dispatch``: sees ``command_error`` synchronously, in the failing command's task,
+  for prefix and hybrid commands (both forms). No ``on_command_error`` listener is added:
+  one would silence discord.py's default error log (``Bot.on_command_error`` only logs
+  when no listener exists).
+- ``bot.tree._call``: every slash command, context menu and autocomplete, in the task the
+  tree creates for it.
+- ``bot.tree.on_error``: where app-command errors end. Bots often replace it after load
+  (``@tree.error``), so it is re-wrapped on the next interaction when that happens.
+
+Errors are only *recorded* on the run in those hooks; the run reports them when it ends,
+still inside its isolation scope and transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from discord.ext import commands
+from sentry_sdk.tracing import TransactionSource
+
+from tux_sentry_cog.adapter.context import (
+    ContextOrInteraction,
+    SentryContextCollector,
+    SourceInfo,
+    describe_source,
+    sensitive_strings,
+)
+from tux_sentry_cog.adapter.errors import unwrap_error
+from tux_sentry_cog.core.classification import TRANSACTION_STATUS
+from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
+from tux_sentry_cog.core.runs import CommandRun, current_run
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import discord
+
+    from tux_sentry_cog.core.reporter import ErrorReporter
+
+__all__ = ["CONTROL_FLOW_EXCEPTIONS", "OPS", "BotInstrumentation"]
+
+_log = logging.getLogger(__name__)
+
+#: Exceptions that end a run without being errors of the bot.
+CONTROL_FLOW_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    asyncio.CancelledError,
+    KeyboardInterrupt,
+    SystemExit,
+    GeneratorExit,
+)
+
+#: Transaction op per ``command.type``; types not listed get no transaction.
+OPS: dict[str, str] = {
+    "prefix": "discord.command",
+    "hybrid": "discord.command",
+    "slash": "discord.app_command",
+    "context_menu": "discord.app_command",
+    "component": "discord.interaction",
+    "modal": "discord.interaction",
+}
+
+
+@dataclass(slots=True)
+class _Patch:
+    """One attribute we replaced, and how to put it back."""
+
+    owner: Any
+    name: str
+    had_own: bool
+    original: Any
+    wrapper: Any
+
+    def restore(self) -> None:
+        current = self.owner.__dict__.get(self.name)
+        if current is not self.wrapper:
+            # Someone replaced our wrapper after us; theirs stays, ours is gone anyway.
+            return
+        if self.had_own:
+            setattr(self.owner, self.name, self.original)
+        else:
+            delattr(self.owner, self.name)
+
+
+def _patch(owner: Any, name: str, wrapper: Any) -> _Patch:
+    had_own = name in owner.__dict__
+    patch = _Patch(owner, name, had_own, getattr(owner, name), wrapper)
+    setattr(owner, name, wrapper)
+    return patch
+
+
+def _has_local_handler(source: ContextOrInteraction) -> bool:
+    """True when the bot's own command- or cog-level handler saw the error."""
+    if isinstance(source, commands.Context):
+        command = source.command
+        cog = source.cog
+        return bool(
+            (command is not None and command.has_error_handler())
+            or (cog is not None and cog.has_error_handler())
+        )
+    return getattr(source.command, "on_error", None) is not None
+
+
+class BotInstrumentation:
+    """Installs and removes the cog's hooks on one bot.
+
+    Args:
+        bot: The bot to instrument.
+        connection: The Sentry connection (decides whether scopes and transactions exist).
+        reporter: Reports errors when a run ends.
+        collector: Reads contexts off discord objects.
+        send_pii: With PII on, message content and parameter values are not scrubbed.
+    """
+
+    def __init__(
+        self,
+        bot: commands.Bot,
+        connection: SentryConnection,
+        reporter: ErrorReporter,
+        collector: SentryContextCollector,
+        send_pii: bool = False,
+    ) -> None:
+        """Prepare; nothing is touched until :meth:`install`."""
+        self.bot = bot
+        self._connection = connection
+        self._reporter = reporter
+        self._collector = collector
+        self._send_pii = send_pii
+        self._patches: list[_Patch] = []
+        self._on_error_patch: _Patch | None = None
+        self.active_runs = 0
+        self.completed_runs = 0
+        self.failed_runs = 0
+
+    # install / uninstall ---------------------------------------------------------------
+
+    def install(self) -> None:
+        """Wrap the bot's entry points."""
+        bot = self.bot
+        self._old_invoke: Callable[[commands.Context[Any]], Awaitable[None]] = bot.invoke
+        self._old_dispatch: Callable[..., None] = bot.dispatch
+        self._patches.append(_patch(bot, "invoke", self._invoke))
+        self._patches.append(_patch(bot, "dispatch", self._dispatch))
+        tree = getattr(bot, "tree", None)
+        if tree is not None:
+            if not callable(getattr(tree, "_call", None)):
+                msg = "this discord.py has no CommandTree._call; tux_sentry_cog needs >= 2.4"
+                raise RuntimeError(msg)
+            self._old_tree_call: Callable[[discord.Interaction[Any]], Awaitable[None]] = (
+                tree._call  # noqa: SLF001 - the one entry point every app command passes
+            )
+            self._patches.append(_patch(tree, "_call", self._tree_call))
+            self._wrap_tree_on_error()
+
+    def uninstall(self) -> None:
+        """Put every original back (only where our wrapper is still in place)."""
+        if self._on_error_patch is not None:
+            self._on_error_patch.restore()
+            self._on_error_patch = None
+        while self._patches:
+            self._patches.pop().restore()
+
+    def _wrap_tree_on_error(self) -> None:
+        tree = self.bot.tree
+        original = tree.on_error
+
+        async def on_error(interaction: discord.Interaction[Any], error: Any, /) -> None:
+            self._record(error, interaction)
+            await original(interaction, error)
+
+        self._on_error_patch = _patch(tree, "on_error", on_error)
+
+    # the wrappers ----------------------------------------------------------------------
+
+    async def _invoke(self, ctx: commands.Context[Any], /) -> None:
+        if ctx.command is None and not ctx.invoked_with:
+            # A plain message, not a command: nothing to watch.
+            await self._old_invoke(ctx)
+            return
+        await self._run(ctx, lambda: self._old_invoke(ctx))
+
+    def _dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        if event_name == "command_error" and len(args) >= 2:  # noqa: PLR2004
+            self._record(args[1], args[0])
+        self._old_dispatch(event_name, *args, **kwargs)
+
+    async def _tree_call(self, interaction: discord.Interaction[Any], /) -> None:
+        patch = self._on_error_patch
+        if patch is not None and self.bot.tree.__dict__.get("on_error") is not patch.wrapper:
+            self._wrap_tree_on_error()  # the bot set its own handler after we loaded
+        await self._run(interaction, lambda: self._old_tree_call(interaction))
+
+    # runs ------------------------------------------------------------------------------
+
+    def _record(self, error: Any, source: ContextOrInteraction) -> None:
+        """Note an error on the current run, or report it now if there is none."""
+        try:
+            if not isinstance(error, BaseException):
+                return
+            original = unwrap_error(error)
+            run = current_run.get()
+            if run is not None:
+                run.record_error(original)
+                mark_reported(original)
+            elif not was_reported(original):
+                self._report_now(original, source)
+        except Exception:
+            _log.exception("tux_sentry_cog could not record an error")
+
+    def _report_now(self, error: BaseException, source: ContextOrInteraction) -> None:
+        report = self._collector.build_report(error, source, None, _has_local_handler(source))
+        if self._connection.active:
+            with sentry_sdk.isolation_scope():
+                self._reporter.report(report)
+        else:
+            self._reporter.report(report)
+
+    def _start(self, source: ContextOrInteraction) -> tuple[CommandRun, SourceInfo] | None:
+        try:
+            info = describe_source(source)
+            run = CommandRun(
+                name=info.name,
+                command_type=info.command_type,
+                cog=info.cog,
+                guild_id=info.guild_id,
+                user_id=info.user_id,
+                sensitive=() if self._send_pii else sensitive_strings(source),
+            )
+        except Exception:
+            _log.exception("tux_sentry_cog could not start a run")
+            return None
+        return run, info
+
+    async def _run(
+        self, source: ContextOrInteraction, call: Callable[[], Awaitable[None]]
+    ) -> None:
+        started = self._start(source)
+        if started is None:
+            await call()
+            return
+        run, info = started
+        token = current_run.set(run)
+        self.active_runs += 1
+        try:
+            if self._connection.active:
+                await self._run_traced(run, info, source, call)
+            else:
+                await self._run_local(run, source, call)
+        finally:
+            self.active_runs -= 1
+            current_run.reset(token)
+
+    async def _run_local(
+        self, run: CommandRun, source: ContextOrInteraction, call: Callable[[], Awaitable[None]]
+    ) -> None:
+        try:
+            await call()
+        except CONTROL_FLOW_EXCEPTIONS:
+            raise
+        except BaseException as exc:
+            run.record_error(unwrap_error(exc))
+            raise
+        finally:
+            self._settle(run, source)
+
+    async def _run_traced(
+        self,
+        run: CommandRun,
+        info: SourceInfo,
+        source: ContextOrInteraction,
+        call: Callable[[], Awaitable[None]],
+    ) -> None:
+        with sentry_sdk.isolation_scope() as scope:
+            try:
+                tags = info.tags()
+                tags["correlation_id"] = run.correlation_id
+                scope.set_tags(tags)
+                if info.user_id is not None:
+                    scope.set_user({"id": str(info.user_id)})
+                op = OPS.get(info.command_type)
+                transaction = (
+                    sentry_sdk.start_transaction(
+                        op=op, name=info.name, source=TransactionSource.COMPONENT
+                    )
+                    if op is not None
+                    else None
+                )
+                run.transaction = transaction
+                if transaction is not None:
+                    transaction.__enter__()
+                sentry_sdk.add_breadcrumb(
+                    category="command",
+                    message=f"Started command: {info.name}",
+                    data={"command_type": info.command_type, "correlation_id": run.correlation_id},
+                )
+            except Exception:
+                _log.exception("tux_sentry_cog could not open the command's transaction")
+                run.transaction = None
+            error: BaseException | None = None
+            try:
+                await call()
+            except BaseException as exc:
+                error = exc
+                if not isinstance(exc, CONTROL_FLOW_EXCEPTIONS):
+                    run.record_error(unwrap_error(exc))
+                raise
+            finally:
+                status = self._settle(run, source)
+                self._close_transaction(run, status, error)
+
+    def _settle(self, run: CommandRun, source: ContextOrInteraction) -> str:
+        """Report the run's errors; return its transaction status."""
+        status = "ok"
+        try:
+            handled = _has_local_handler(source) if run.errors else False
+            for error in run.errors:
+                report = self._collector.build_report(error, source, run, handled)
+                classification = self._reporter.report(report)
+                if classification is not None and status == "ok":
+                    status = TRANSACTION_STATUS[classification.category]
+            if run.errors:
+                self.failed_runs += 1
+            self.completed_runs += 1
+        except Exception:
+            _log.exception("tux_sentry_cog could not settle a command run")
+        return status
+
+    def _close_transaction(
+        self, run: CommandRun, status: str, error: BaseException | None
+    ) -> None:
+        try:
+            sentry_sdk.add_breadcrumb(
+                category="command",
+                message=f"Finished command: {run.name}",
+                data={
+                    "status": status,
+                    "duration_ms": round(run.elapsed_ms(), 3),
+                    "correlation_id": run.correlation_id,
+                },
+            )
+            transaction = run.transaction
+            if transaction is None:
+                return
+            if isinstance(error, asyncio.CancelledError):
+                status = "cancelled"
+            transaction.set_status(status)
+            # Exit without the exception: the status above already says how it ended,
+            # and the SDK would overwrite it with internal_error.
+            transaction.__exit__(None, None, None)
+        except Exception:
+            _log.exception("tux_sentry_cog could not finish a command transaction")

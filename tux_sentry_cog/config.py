@@ -1,0 +1,250 @@
+"""Configuration of the cog: code value, then environment, then default.
+
+The bot owner either sets a complete :class:`SentryCogConfig` as ``bot.sentry_cog_config``
+before loading the extension, or lets :meth:`SentryCogConfig.from_env` read the
+environment. ``SentryCogConfig.from_env(send_pii=True)`` mixes both: the keyword values
+win over the environment, the environment over the defaults.
+
+A bad value fails the load with a :class:`ConfigError` that names the variable (or the
+field) and the value, never with a stack of unrelated errors later on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+from sentry_sdk.utils import BadDsn, Dsn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ["ENV_VARIABLES", "ConfigError", "SentryCogConfig", "redact_dsn", "resolve_config"]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable and the value."""
+
+
+def redact_dsn(dsn: str) -> str:
+    """Return ``dsn`` with its key replaced, safe to print in logs and errors."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or "@" not in rest:
+        return dsn
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected one of true/false, yes/no, on/off, 1/0")
+
+
+def _parse_guild_ids(raw: str) -> tuple[int, ...]:
+    ids: list[int] = []
+    for part in raw.replace(";", ",").split(","):
+        stripped = part.strip()
+        if not stripped:
+            continue
+        if not stripped.isdigit():
+            raise ValueError("expected a comma-separated list of guild ids")
+        ids.append(int(stripped))
+    return tuple(ids)
+
+
+def _validate_rate(value: float) -> None:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError("expected a number between 0 and 1")
+
+
+def _validate_positive(value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("expected a positive number")
+
+
+def _validate_percent(value: float) -> None:
+    if not (math.isfinite(value) and 0 < value <= 100):  # noqa: PLR2004
+        raise ValueError("expected a number above 0 and at most 100")
+
+
+def _validate_prefix(value: str) -> None:
+    # Sentry metric names allow letters, digits, "_", "-" and "."; an empty prefix would
+    # give names starting with a dot.
+    if not value or not all(c.isalnum() or c in "_-." for c in value) or value.endswith("."):
+        raise ValueError("expected letters, digits, '_', '-' or '.', not ending in '.'")
+
+
+def _validate_dsn(value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        Dsn(value)
+    except BadDsn as exc:
+        raise ValueError(f"not a valid Sentry DSN ({exc})") from None
+
+
+def _validate_guild_ids(value: tuple[int, ...] | None) -> None:
+    if value is not None and any(gid <= 0 for gid in value):
+        raise ValueError("guild ids are positive integers")
+
+
+# field name -> (environment variable, parser, validator)
+_FIELDS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], None] | None]] = {
+    "dsn": ("SENTRY_DSN", str.strip, _validate_dsn),
+    "environment": ("SENTRY_ENVIRONMENT", str.strip, None),
+    "release": ("SENTRY_RELEASE", str.strip, None),
+    "traces_sample_rate": ("TUX_SENTRY_TRACES_SAMPLE_RATE", float, _validate_rate),
+    "metric_prefix": ("TUX_SENTRY_METRIC_PREFIX", str.strip, _validate_prefix),
+    "flush_interval": ("TUX_SENTRY_FLUSH_INTERVAL", float, _validate_positive),
+    "resource_interval": ("TUX_SENTRY_RESOURCE_INTERVAL", float, _validate_positive),
+    "memory_threshold_mb": ("TUX_SENTRY_MEMORY_THRESHOLD_MB", float, _validate_positive),
+    "cpu_threshold_percent": ("TUX_SENTRY_CPU_THRESHOLD_PERCENT", float, _validate_percent),
+    "capture_user_errors": ("TUX_SENTRY_CAPTURE_USER_ERRORS", _parse_bool, None),
+    "send_pii": ("TUX_SENTRY_SEND_PII", _parse_bool, None),
+    "status_guild_ids": ("TUX_SENTRY_STATUS_GUILD_IDS", _parse_guild_ids, _validate_guild_ids),
+}
+
+#: Every environment variable the cog reads, for documentation and tests.
+ENV_VARIABLES: tuple[str, ...] = tuple(env for env, _, _ in _FIELDS.values())
+
+
+def _shown(field: str, value: object) -> str:
+    if field == "dsn" and isinstance(value, str):
+        return repr(redact_dsn(value))
+    return repr(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SentryCogConfig:
+    """Everything the cog can be told, validated on construction.
+
+    Attributes:
+        dsn: Sentry DSN. ``None`` runs the cog in local mode unless the SDK is already
+            initialised by the bot.
+        environment: Sentry environment, when the cog initialises the SDK.
+        release: Sentry release, when the cog initialises the SDK.
+        traces_sample_rate: Share of command transactions sent, 0 to 1.
+        metric_prefix: Prefix of every metric name (``tux`` gives ``tux.errors.total``).
+        flush_interval: Seconds between metric flushes.
+        resource_interval: Seconds between resource samples.
+        memory_threshold_mb: Resident memory above which the bot is "high memory".
+        cpu_threshold_percent: CPU percentage above which the bot is "high CPU".
+        capture_user_errors: Send user-caused errors (bad input, checks, cooldowns,
+            unknown commands) as events too, not only as metrics and breadcrumbs.
+        send_pii: Send usernames, display names and parameter values.
+        status_guild_ids: Register ``/sentry`` only in these guilds; ``None`` is global.
+    """
+
+    dsn: str | None = None
+    environment: str | None = None
+    release: str | None = None
+    traces_sample_rate: float = 1.0
+    metric_prefix: str = "tux"
+    flush_interval: float = 60.0
+    resource_interval: float = 30.0
+    memory_threshold_mb: float = 500.0
+    cpu_threshold_percent: float = 80.0
+    capture_user_errors: bool = False
+    send_pii: bool = False
+    status_guild_ids: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        """Validate every field, naming the first bad one."""
+        for field, (_, _, validate) in _FIELDS.items():
+            value = getattr(self, field)
+            expected = _EXPECTED_TYPES[field]
+            if not isinstance(value, expected) or isinstance(value, bool) is not (
+                bool in expected
+            ):
+                msg = f"SentryCogConfig.{field}={_shown(field, value)}: wrong type"
+                raise ConfigError(msg)
+            if validate is not None:
+                try:
+                    validate(value)
+                except ValueError as exc:
+                    msg = f"SentryCogConfig.{field}={_shown(field, value)}: {exc}"
+                    raise ConfigError(msg) from None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> SentryCogConfig:
+        """Build a config from the environment, with ``overrides`` winning over it.
+
+        Args:
+            environ: The environment to read; ``os.environ`` by default.
+            **overrides: Field values set in code.
+
+        Raises:
+            ConfigError: a variable or an override has a bad value.
+        """
+        env = os.environ if environ is None else environ
+        unknown = set(overrides) - set(_FIELDS)
+        if unknown:
+            raise ConfigError(f"SentryCogConfig has no field {min(unknown)!r}")
+        values: dict[str, Any] = {}
+        for field, (variable, parse, validate) in _FIELDS.items():
+            if field in overrides or variable not in env:
+                continue
+            raw = env[variable]
+            if not raw.strip() and field in _OPTIONAL_FIELDS:
+                continue  # an empty optional variable means "unset", as the SDK reads it
+            try:
+                value = parse(raw)
+                if validate is not None:
+                    validate(value)
+            except ValueError as exc:
+                msg = f"{variable}={_shown(field, raw)}: {exc}"
+                raise ConfigError(msg) from None
+            values[field] = value
+        values.update(overrides)
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> SentryCogConfig:
+        """Return a copy with ``changes`` applied (validated like any other config)."""
+        return dataclasses.replace(self, **changes)
+
+
+_OPTIONAL_FIELDS = frozenset({"dsn", "environment", "release", "status_guild_ids"})
+
+_EXPECTED_TYPES: dict[str, tuple[type, ...]] = {
+    "dsn": (str, type(None)),
+    "environment": (str, type(None)),
+    "release": (str, type(None)),
+    "traces_sample_rate": (float, int),
+    "metric_prefix": (str,),
+    "flush_interval": (float, int),
+    "resource_interval": (float, int),
+    "memory_threshold_mb": (float, int),
+    "cpu_threshold_percent": (float, int),
+    "capture_user_errors": (bool,),
+    "send_pii": (bool,),
+    "status_guild_ids": (tuple, type(None)),
+}
+
+
+def resolve_config(code_value: object, environ: Mapping[str, str] | None = None) -> SentryCogConfig:
+    """Return the config to use: the bot's own instance if it set one, else the environment.
+
+    Raises:
+        ConfigError: ``code_value`` is not a config, or the environment has a bad value.
+    """
+    if code_value is None:
+        return SentryCogConfig.from_env(environ)
+    if isinstance(code_value, SentryCogConfig):
+        return code_value
+    if dataclasses.is_dataclass(code_value) and type(code_value).__name__ == "SentryCogConfig":
+        # unload_extension drops every tux_sentry_cog module from sys.modules, so after a
+        # reload the bot's instance belongs to the previous import of this class.
+        values = {f.name: getattr(code_value, f.name) for f in dataclasses.fields(code_value)}
+        return SentryCogConfig(**values)
+    msg = f"bot.sentry_cog_config={type(code_value).__name__}: expected a SentryCogConfig"
+    raise ConfigError(msg)

@@ -1,0 +1,222 @@
+"""The Sentry client the cog works with: reused, owned, or none (local mode).
+
+- If the bot already initialised the SDK, its client is reused and never re-initialised;
+  the cog only chains its scrubbing in front of the owner's ``before_send`` hooks, and
+  takes it out again on unload.
+- Otherwise, with a DSN, the cog initialises the SDK itself with safe defaults: no
+  default PII, and no ``sentry-trace``/``baggage`` headers to Discord's hosts.
+- Without a DSN it runs in local mode: everything is tracked, nothing is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from sentry_sdk.utils import Dsn
+
+if TYPE_CHECKING:
+    from tux_sentry_cog.config import SentryCogConfig
+    from tux_sentry_cog.core.scrubbing import Scrubber
+
+__all__ = ["NOT_DISCORD_HOSTS", "ClientMode", "SentryConnection", "mark_reported", "was_reported"]
+
+_log = logging.getLogger(__name__)
+
+#: A ``trace_propagation_targets`` entry matching every URL except Discord's own hosts.
+#: The SDK searches it from the start of the URL, so the negative look-ahead rules out
+#: exactly those hosts and lets the bot's other outgoing calls carry the trace.
+NOT_DISCORD_HOSTS = (
+    r"^(?!\w+://(?:[^/?#@]*@)?(?:[^/?#:]*\.)?"
+    r"(?:discord\.com|discordapp\.com|discord\.gg|discordapp\.net|discord\.media)(?:[:/?#]|$))"
+)
+
+#: Seconds to wait for buffered events when the cog unloads.
+FLUSH_TIMEOUT = 5.0
+
+_REPORTED_ATTR = "__tux_sentry_reported__"
+
+EventHook = Callable[[Any, Any], Any]
+
+
+class ClientMode(StrEnum):
+    """How the cog talks to Sentry."""
+
+    EXTERNAL = "external"  # the bot's own client, reused
+    OWNED = "owned"  # initialised by the cog from its DSN
+    LOCAL = "local"  # no DSN: tracked locally, nothing sent
+
+
+def mark_reported(error: BaseException) -> None:
+    """Mark ``error`` as reported by the cog, so log-born copies of it are dropped."""
+    try:
+        setattr(error, _REPORTED_ATTR, True)
+    except Exception:  # exceptions with __slots__ or frozen attributes
+        _log.debug("cannot mark %s as reported", type(error).__name__)
+
+
+def was_reported(error: BaseException | None) -> bool:
+    """True if ``error`` or an exception it wraps was marked by :func:`mark_reported`."""
+    seen = 0
+    while error is not None and seen < 8:  # noqa: PLR2004 - a short chain is enough
+        if getattr(error, _REPORTED_ATTR, False):
+            return True
+        error = getattr(error, "original", None) or error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _is_duplicate_log_event(hint: Any) -> bool:
+    """A log line for an error the cog reports itself (discord.py logs every failure)."""
+    if not isinstance(hint, dict) or "log_record" not in hint:
+        return False
+    exc_info: tuple[Any, ...] | None = hint.get("exc_info")
+    if not exc_info:
+        return False
+    return was_reported(exc_info[1])
+
+
+class SentryConnection:
+    """Owns the cog's relation to the SDK from load to unload.
+
+    Args:
+        config: The cog's configuration.
+        scrubber: Applied to every event and transaction the SDK sends meanwhile.
+    """
+
+    def __init__(self, config: SentryCogConfig, scrubber: Scrubber) -> None:
+        """Remember the config; nothing happens until :meth:`start`."""
+        self._config = config
+        self._scrubber = scrubber
+        self.mode = ClientMode.LOCAL
+        self._client: Any = None
+        self._previous_hooks: dict[str, Any] = {}
+        self._installed_hooks: dict[str, EventHook] = {}
+
+    @property
+    def active(self) -> bool:
+        """True while events can be sent (reused or owned client)."""
+        return self.mode is not ClientMode.LOCAL
+
+    @property
+    def client(self) -> Any:
+        """The client in use, or ``None`` in local mode."""
+        return self._client
+
+    @property
+    def dsn_host(self) -> str | None:
+        """Host of the DSN in use; the key is never exposed."""
+        if self._client is None:
+            return None
+        dsn = self._client.options.get("dsn")
+        if not dsn:
+            return None
+        try:
+            return str(Dsn(dsn).host)
+        except Exception:
+            return None
+
+    def secrets(self) -> list[str]:
+        """The DSN key and secret in use, for the scrubber."""
+        dsn = self._client.options.get("dsn") if self._client is not None else self._config.dsn
+        if not dsn:
+            return []
+        try:
+            parsed = Dsn(dsn)
+        except Exception:
+            return []
+        return [s for s in (parsed.public_key, parsed.secret_key) if s]
+
+    def start(self) -> ClientMode:
+        """Reuse the active client, initialise one from the DSN, or go local."""
+        existing = sentry_sdk.get_client()
+        if existing.is_active():
+            self._client = existing
+            self.mode = ClientMode.EXTERNAL
+            self._chain_hooks(existing)
+        elif self._config.dsn:
+            sentry_sdk.init(
+                dsn=self._config.dsn,
+                environment=self._config.environment,
+                release=self._config.release,
+                traces_sample_rate=self._config.traces_sample_rate,
+                # send_default_pii is left unset, which is False: setting it is deprecated
+                # in newer SDKs, and data_collection would switch the EventScrubber off.
+                trace_propagation_targets=[NOT_DISCORD_HOSTS],
+                before_send=self._before_send(None),
+                before_send_transaction=self._before_send_transaction(None),
+            )
+            self._client = sentry_sdk.get_client()
+            self.mode = ClientMode.OWNED
+        else:
+            self.mode = ClientMode.LOCAL
+        _log.info("Sentry cog started in %s mode", self.mode.value)
+        return self.mode
+
+    async def stop(self) -> None:
+        """Undo :meth:`start`: flush off the event loop, unchain hooks, close what we own."""
+        client, self._client = self._client, None
+        mode, self.mode = self.mode, ClientMode.LOCAL
+        if client is None:
+            return
+        if mode is ClientMode.EXTERNAL:
+            self._unchain_hooks(client)
+            # The owner's client stays open; only wait for what we queued.
+            await asyncio.to_thread(client.flush, FLUSH_TIMEOUT)
+            return
+        # flush() blocks its thread until the transport drains: never on the loop.
+        await asyncio.to_thread(client.close, FLUSH_TIMEOUT)
+        if sentry_sdk.get_client() is client:
+            sentry_sdk.get_global_scope().set_client(None)
+
+    # before_send chaining -------------------------------------------------------------
+
+    def _before_send(self, previous: EventHook | None) -> EventHook:
+        scrubber = self._scrubber
+
+        def before_send(event: Any, hint: Any) -> Any:
+            if _is_duplicate_log_event(hint):
+                return None
+            if previous is not None:
+                event = previous(event, hint)
+                if event is None:
+                    return None
+            # Scrub last, so nothing an owner's hook added can leak either.
+            return scrubber.scrub_event(event)
+
+        return before_send
+
+    def _before_send_transaction(self, previous: EventHook | None) -> EventHook:
+        scrubber = self._scrubber
+
+        def before_send_transaction(event: Any, hint: Any) -> Any:
+            if previous is not None:
+                event = previous(event, hint)
+                if event is None:
+                    return None
+            return scrubber.scrub_event(event)
+
+        return before_send_transaction
+
+    def _chain_hooks(self, client: Any) -> None:
+        for name, factory in (
+            ("before_send", self._before_send),
+            ("before_send_transaction", self._before_send_transaction),
+        ):
+            previous = client.options.get(name)
+            hook = factory(previous)
+            self._previous_hooks[name] = previous
+            self._installed_hooks[name] = hook
+            client.options[name] = hook
+
+    def _unchain_hooks(self, client: Any) -> None:
+        for name, hook in self._installed_hooks.items():
+            # Only put back what we replaced; if someone chained after us, leave theirs.
+            if client.options.get(name) is hook:
+                client.options[name] = self._previous_hooks.get(name)
+        self._installed_hooks.clear()
+        self._previous_hooks.clear()

@@ -1,0 +1,148 @@
+"""Fingerprints that group the same cause together and keep different causes apart.
+
+``[error type, normalised message, command name, cog name, location]``, empty parts
+dropped. Normalisation removes what differs between occurrences of one cause (ids,
+users, numbers, URLs, e-mails, hex) but keeps a Discord error code, which *is* the cause.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "DEFAULT_IGNORED_MODULES",
+    "ErrorFingerprintGenerator",
+    "error_location",
+    "normalize_message",
+    "safe_str",
+]
+
+#: Longest normalised message kept in a fingerprint; past this the rest rarely tells
+#: causes apart and would only split groups on noise.
+MAX_MESSAGE_CHARS = 200
+
+#: Frames from these packages are not "where the error happened" for the bot owner.
+DEFAULT_IGNORED_MODULES: tuple[str, ...] = ("asyncio", "tux_sentry_cog", "concurrent.futures")
+
+_ERROR_CODE = re.compile(r"(?i)(error code:?\s*)(\d+)")
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s<>\"']+", re.IGNORECASE), "<URL>"),
+    (re.compile(r"\b[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b", re.IGNORECASE), "<EMAIL>"),
+    (
+        re.compile(
+            r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b", re.IGNORECASE
+        ),
+        "<HEX>",
+    ),
+    (re.compile(r"<(?:@[!&]?|#|a?:\w+:)\d{15,21}>"), "<ID>"),  # mentions and custom emoji
+    (re.compile(r"\b\d{15,21}\b"), "<ID>"),  # snowflakes
+    (re.compile(r"[^\s#@:\"'`<>()\[\]]{1,32}#\d{4}\b"), "<USER>"),
+    # Long hex (tokens, hashes, ids); must hold a digit and a letter so words survive.
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.IGNORECASE), "<HEX>"),
+    # Numbers, with units glued on ("5s") but not inside identifiers ("sha256").
+    (re.compile(r"(?<![A-Za-z_<\d])[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"), "<N>"),
+)
+# Error codes are parked as letters outside the hex range, which no rule touches.
+_DIGITS_TO_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+_LETTERS_TO_DIGITS = str.maketrans("ghijklmnop", "0123456789")
+_CODE_RESTORE = re.compile(r"\x00([g-p]+)\x00")
+_SPACES = re.compile(r"\s+")
+
+
+def safe_str(value: object, limit: int = 8192) -> str:
+    """``str(value)``, cut to ``limit`` characters, never raising.
+
+    Exceptions may define ``__str__`` that raises or returns garbage; an error report
+    must still go out.
+    """
+    try:
+        text = str(value)
+    except Exception:
+        try:
+            text = f"<unprintable {type(value).__name__}>"
+        except Exception:
+            text = "<unprintable>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def normalize_message(message: str) -> str:
+    """Replace what varies between occurrences of one cause with placeholders.
+
+    Snowflakes become ``<ID>``, ``name#1234`` ``<USER>``, e-mails ``<EMAIL>``, URLs
+    ``<URL>``, UUIDs and long hex ``<HEX>``, other numbers ``<N>``. A Discord error code
+    (``error code: 50013``) is kept.
+    """
+    text = message[: MAX_MESSAGE_CHARS * 8]
+    # Park Discord error codes out of reach of the number rule, then put them back.
+    text = _ERROR_CODE.sub(
+        lambda m: f"{m.group(1)}\x00{m.group(2).translate(_DIGITS_TO_LETTERS)}\x00", text
+    )
+    for pattern, placeholder in _PATTERNS:
+        text = pattern.sub(placeholder, text)
+    text = _CODE_RESTORE.sub(lambda m: m.group(1).translate(_LETTERS_TO_DIGITS), text)
+    text = _SPACES.sub(" ", text).strip()
+    return text[:MAX_MESSAGE_CHARS]
+
+
+def error_location(
+    error: BaseException, ignored_modules: tuple[str, ...] = DEFAULT_IGNORED_MODULES
+) -> str:
+    """Return ``module:function`` of the innermost frame outside ``ignored_modules``.
+
+    No line numbers: an edit above the failing line must not split the group.
+    """
+    tb = error.__traceback__
+    if tb is None:
+        return ""
+    location = ""
+    try:
+        for frame, _ in traceback.walk_tb(tb):
+            module = str(frame.f_globals.get("__name__", ""))
+            if module.startswith(ignored_modules):
+                continue
+            location = f"{module}:{frame.f_code.co_name}"
+    except Exception:
+        return location
+    return location
+
+
+def _part(context: Mapping[str, Any], group: str, key: str) -> str:
+    section = context.get(group)
+    if isinstance(section, Mapping):
+        value = section.get(key)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+class ErrorFingerprintGenerator:
+    """Generates the ``event.fingerprint`` of SPEC.md.
+
+    Args:
+        ignored_modules: Module prefixes skipped when looking for the error's location
+            (the adapter adds ``discord``).
+    """
+
+    __slots__ = ("_ignored",)
+
+    def __init__(self, ignored_modules: tuple[str, ...] = DEFAULT_IGNORED_MODULES) -> None:
+        """Keep the module prefixes that are never the error's location."""
+        self._ignored = ignored_modules
+
+    def generate_fingerprint(self, error: BaseException, context: Mapping[str, Any]) -> list[str]:
+        """Return the fingerprint of ``error`` raised in the command of ``context``.
+
+        ``context`` is shaped like the event contexts: ``context["command"]["name"]``
+        and ``context["command"]["cog_name"]`` are read if present.
+        """
+        parts = [
+            type(error).__name__,
+            normalize_message(safe_str(error)),
+            _part(context, "command", "name"),
+            _part(context, "command", "cog_name"),
+            error_location(error, self._ignored),
+        ]
+        return [part for part in parts if part]

@@ -1,0 +1,264 @@
+"""Turns one error into one Sentry event, with the contract of SPEC.md.
+
+The adapter hands over plain values (tags and contexts it collected from discord
+objects); this module adds what is the same for every source: classification, the
+fingerprint, the ``error``, ``system``, ``performance`` and ``correlation`` contexts,
+related errors, and the decision to send or only leave a breadcrumb.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from sentry_sdk.utils import event_from_exception
+
+from tux_sentry_cog.core.client import SentryConnection, mark_reported
+from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator, normalize_message, safe_str
+from tux_sentry_cog.core.limits import clamp_context, clamp_tags
+from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
+
+if TYPE_CHECKING:
+    from tux_sentry_cog.core.classification import Classification, ErrorClassifier
+    from tux_sentry_cog.core.runs import CommandRun
+
+__all__ = [
+    "MECHANISM_TYPE",
+    "ErrorReport",
+    "ErrorReporter",
+    "ReporterStats",
+    "error_context",
+    "traceback_hash",
+]
+
+_log = logging.getLogger(__name__)
+
+#: ``exception.values[].mechanism.type`` of every error the cog captures.
+MECHANISM_TYPE = "tux_sentry_cog"
+
+
+def traceback_hash(error: BaseException) -> str:
+    """A short hash of the code path (module and function per frame, no line numbers)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    digest.update(type(error).__qualname__.encode())
+    tb = error.__traceback__
+    if tb is not None:
+        for frame, _ in traceback.walk_tb(tb):
+            digest.update(f"{frame.f_globals.get('__name__', '')}:{frame.f_code.co_name};".encode())
+    return digest.hexdigest()[:16]
+
+
+def error_context(
+    error: BaseException, classification: Classification | None = None
+) -> dict[str, Any]:
+    """The ``error`` context: type, message, module, traceback hash and custom context.
+
+    ``custom_context`` is the error's own ``context`` mapping, for exceptions that carry
+    one (the plan's convention).
+    """
+    custom = getattr(error, "context", None)
+    context: dict[str, Any] = {
+        "type": type(error).__name__,
+        "message": safe_str(error),
+        "module": type(error).__module__,
+        "traceback_hash": traceback_hash(error),
+        "custom_context": dict(custom) if isinstance(custom, Mapping) else {},
+    }
+    if classification is not None and classification.http_status is not None:
+        context["http_status"] = classification.http_status
+        context["api_code"] = classification.api_code
+    return context
+
+
+@dataclass(slots=True)
+class ErrorReport:
+    """One error with what the adapter knew about where it happened.
+
+    Attributes:
+        error: The original exception (already unwrapped from framework wrappers).
+        tags: Source tags: ``command.name``, ``command.type``, ``cog``, ``guild.id`` and,
+            on sharded bots, ``shard.id``.
+        contexts: Source contexts: ``command``, ``discord_user``, ``guild``, ``channel``.
+        user: The event user (``{"id": ...}``, plus names with PII on).
+        handled: True when the bot's own error handler took the error.
+        run: The command run the error belongs to, if any.
+    """
+
+    error: BaseException
+    tags: dict[str, str] = field(default_factory=dict)
+    contexts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    user: dict[str, Any] | None = None
+    handled: bool = False
+    run: CommandRun | None = None
+
+
+@dataclass(slots=True)
+class ReporterStats:
+    """Counters for the status report; kept in local mode too."""
+
+    reported: int = 0
+    sent: int = 0
+    user_errors: int = 0
+    failures: int = 0
+    last_event_id: str | None = None
+
+
+class ErrorReporter:
+    """Builds and sends error events.
+
+    Args:
+        connection: The cog's Sentry connection (events are built only when active).
+        classifier: Category and severity of errors.
+        fingerprints: Fingerprint generator.
+        related: The related-error window.
+        capture_user_errors: Send user-caused errors as events too.
+        system_context: Returns the ``system`` context (versions, memory, uptime).
+        active_runs: Returns the number of command runs in flight.
+    """
+
+    def __init__(
+        self,
+        *,
+        connection: SentryConnection,
+        classifier: ErrorClassifier,
+        fingerprints: ErrorFingerprintGenerator,
+        related: RelatedErrorDetector,
+        capture_user_errors: bool,
+        system_context: Callable[[], dict[str, Any]],
+        active_runs: Callable[[], int],
+    ) -> None:
+        """Wire the reporter to its collaborators."""
+        self._connection = connection
+        self.classifier = classifier
+        self.fingerprints = fingerprints
+        self.related = related
+        self._capture_user_errors = capture_user_errors
+        self._system_context = system_context
+        self._active_runs = active_runs
+        self.stats = ReporterStats()
+
+    def report(self, report: ErrorReport) -> Classification | None:
+        """Classify, enrich and send ``report``; return its classification.
+
+        Returns ``None`` if the error was already reported. The event id of the last
+        event sent is in :attr:`stats`. Never raises: a fault here is logged and the
+        bot carries on.
+        """
+        try:
+            return self._report(report)
+        except Exception:
+            self.stats.failures += 1
+            _log.exception("tux_sentry_cog failed to report %s", type(report.error).__name__)
+            return None
+
+    def _report(self, report: ErrorReport) -> Classification | None:
+        error = report.error
+        run = report.run
+        if run is not None:
+            if id(error) in run.reported:
+                return None
+            run.reported.add(id(error))
+        # Claim it before anything else: the log line discord.py writes for the same
+        # error must not become a second event through the SDK's logging integration.
+        mark_reported(error)
+        self.stats.reported += 1
+        classification = self.classifier.classify(error)
+        command = report.contexts.get("command", {})
+        fingerprint = self.fingerprints.generate_fingerprint(error, {"command": command})
+        # An error outside any run (a task, a listener) still gets an id of its own.
+        correlation_id = run.correlation_id if run is not None else uuid.uuid4().hex
+        related = self.related.record_error(
+            error,
+            {
+                "fingerprint": fingerprint,
+                "correlation_id": correlation_id,
+                "user": {"id": report.user.get("id")} if report.user else {},
+                "guild": {"id": report.tags.get("guild.id")},
+                "command": {"name": report.tags.get("command.name")},
+            },
+        )
+        send = self._connection.active and (
+            self._capture_user_errors or not classification.user_caused
+        )
+        if classification.user_caused:
+            self.stats.user_errors += 1
+        if send:
+            self._send(report, classification, fingerprint, related, correlation_id)
+        else:
+            self._breadcrumb(error, classification, report.tags, correlation_id)
+        return classification
+
+    def _breadcrumb(
+        self,
+        error: BaseException,
+        classification: Classification,
+        tags: Mapping[str, str],
+        correlation_id: str,
+    ) -> None:
+        if not self._connection.active:
+            return
+        sentry_sdk.add_breadcrumb(
+            category="error",
+            level=classification.severity.value,
+            message=f"{type(error).__name__}: {normalize_message(safe_str(error))}",
+            data={
+                "category": classification.category.value,
+                "command": tags.get("command.name"),
+                "correlation_id": correlation_id,
+            },
+        )
+
+    def _send(
+        self,
+        report: ErrorReport,
+        classification: Classification,
+        fingerprint: list[str],
+        related: list[RelatedError],
+        correlation_id: str,
+    ) -> str | None:
+        error = report.error
+        run = report.run
+        tags = dict(report.tags)
+        tags["correlation_id"] = correlation_id
+        tags["error.category"] = classification.category.value
+        tags["error.severity"] = classification.severity.label
+        tags["error.related"] = "yes" if related else "no"
+        contexts: dict[str, Any] = {
+            **report.contexts,
+            "error": error_context(error, classification),
+            "system": self._system_context(),
+            "performance": {
+                "response_time_ms": round(run.elapsed_ms(), 3) if run is not None else None,
+                "database_query_count": run.db_queries if run is not None else 0,
+                "active_transactions": self._active_runs(),
+            },
+            "correlation": {
+                "correlation_id": correlation_id,
+                "related_count": len(related),
+                "related_errors": [r.as_context() for r in related[:MAX_RELATED_ON_EVENT]],
+            },
+        }
+        client = self._connection.client
+        event, hint = event_from_exception(
+            error,
+            client_options=client.options if client is not None else None,
+            mechanism={"type": MECHANISM_TYPE, "handled": report.handled},
+        )
+        event["level"] = classification.severity.value
+        event["fingerprint"] = fingerprint
+        event["tags"] = clamp_tags(tags)
+        event["contexts"] = {name: clamp_context(value) for name, value in contexts.items()}
+        if report.user is not None:
+            event["user"] = report.user
+        event_id = sentry_sdk.capture_event(event, hint=hint)
+        if event_id is not None:
+            self.stats.sent += 1
+            self.stats.last_event_id = event_id
+        return event_id
+

@@ -1,0 +1,85 @@
+"""The state of one command run, carried in a context variable.
+
+Everything a command does runs in its task (or in tasks it creates, which copy the
+context), so a context variable gives every run its own correlation id, start time and
+error list without keying anything by command name: concurrent runs of one command never
+see each other's state.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MAX_ERRORS_PER_RUN", "CommandRun", "current_run", "get_correlation_id"]
+
+#: A run that raises more than this many errors (a loop of failing retries, say) keeps
+#: the first ones; the rest are counted but not reported.
+MAX_ERRORS_PER_RUN = 8
+
+
+def _new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True, eq=False)
+class CommandRun:
+    """One run of a command, interaction or task, from its start to its end.
+
+    Attributes:
+        name: Qualified command name (never message content).
+        command_type: One of SPEC.md's ``command.type`` values.
+        cog: Name of the cog that owns the command, if any.
+        guild_id: Guild id as a string, or ``"dm"``.
+        user_id: The invoking user's id, if any.
+        correlation_id: Fresh for every run; on every event, span and breadcrumb.
+        started: ``time.perf_counter()`` at the start.
+        errors: Errors raised during the run, first ones only.
+        dropped_errors: How many errors did not fit in ``errors``.
+        sensitive: Strings that must not leave the process unless PII is on (the
+            message content and parameter values of this run).
+        reported: ids of the exceptions already reported, so each goes out once.
+        transaction: The run's Sentry transaction, when one was started.
+        db_queries: Database operations tracked during the run.
+    """
+
+    name: str
+    command_type: str
+    cog: str | None = None
+    guild_id: str = "dm"
+    user_id: int | None = None
+    correlation_id: str = field(default_factory=_new_correlation_id)
+    started: float = field(default_factory=time.perf_counter)
+    errors: list[BaseException] = field(default_factory=list)
+    dropped_errors: int = 0
+    sensitive: tuple[str, ...] = ()
+    reported: set[int] = field(default_factory=set)
+    transaction: Any = None
+    db_queries: int = 0
+
+    def record_error(self, error: BaseException) -> None:
+        """Remember ``error`` for reporting at the end of the run, once."""
+        if any(known is error for known in self.errors):
+            return
+        if len(self.errors) >= MAX_ERRORS_PER_RUN:
+            self.dropped_errors += 1
+            return
+        self.errors.append(error)
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the run started."""
+        return (time.perf_counter() - self.started) * 1000.0
+
+
+current_run: contextvars.ContextVar[CommandRun | None] = contextvars.ContextVar(
+    "tux_sentry_cog_run", default=None
+)
+
+
+def get_correlation_id() -> str | None:
+    """Return the correlation id of the command running in this task, if any."""
+    run = current_run.get()
+    return run.correlation_id if run is not None else None
