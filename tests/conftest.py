@@ -9,7 +9,6 @@ from typing import Any
 
 import discord
 import discord.ext.test as dpytest
-import pytest
 import pytest_asyncio
 from discord import app_commands
 from discord.ext import commands

@@ -12,6 +12,7 @@ from typing import Any
 
 import discord
 from discord.ext import commands
+from sentry_sdk.integrations.logging import ignore_logger
 
 from tux_sentry_cog.adapter.context import SentryContextCollector
 from tux_sentry_cog.adapter.errors import make_classifier
@@ -27,6 +28,9 @@ from tux_sentry_cog.core.system import SystemInfo
 __all__ = ["SentryCog", "setup"]
 
 _log = logging.getLogger(__name__)
+
+#: fnmatch pattern of the package logger and its children.
+_PACKAGE_LOGGER = "tux_sentry_cog*"
 
 #: Frames of discord.py are never "where the error happened" for the bot owner.
 IGNORED_MODULES = (*DEFAULT_IGNORED_MODULES, "discord")
@@ -60,6 +64,7 @@ class SentryCog(commands.Cog, name="Sentry"):
             capture_user_errors=self.config.capture_user_errors,
             system_context=self.system.snapshot,
             active_runs=lambda: self.instrumentation.active_runs,
+            scrub_text=self.scrubber.scrub_text,
         )
         self.instrumentation = BotInstrumentation(
             bot,
@@ -79,6 +84,9 @@ class SentryCog(commands.Cog, name="Sentry"):
 
     async def cog_load(self) -> None:
         """Start the Sentry connection and wrap the bot's entry points."""
+        # The cog's own faults are logged for the bot's log, never sent as events: a
+        # broken instrumentation must not feed itself (sentry-sdk does the same).
+        ignore_logger(_PACKAGE_LOGGER)
         self.connection.start()
         try:
             self.instrumentation.install()

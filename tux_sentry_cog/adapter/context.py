@@ -37,6 +37,7 @@ _log = logging.getLogger(__name__)
 ContextOrInteraction = commands.Context[Any] | discord.Interaction[Any]
 
 _PRIMITIVES = (str, int, float, bool)
+_COMPONENT_TYPES = (discord.InteractionType.component, discord.InteractionType.modal_submit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,8 @@ class SourceInfo:
         guild_id: Guild id or ``"dm"``.
         user_id: The invoking user's id.
         shard_id: Shard of the guild on sharded bots, else ``None``.
+        known: False when no command matched (an unknown name): such a run gets no
+            transaction, so typing ``!anything`` cannot spend the transaction quota.
     """
 
     name: str
@@ -58,6 +61,7 @@ class SourceInfo:
     guild_id: str
     user_id: int | None
     shard_id: int | None
+    known: bool = True
 
     def tags(self) -> dict[str, str]:
         """The source's share of the event tags."""
@@ -117,6 +121,7 @@ def describe_source(source: ContextOrInteraction) -> SourceInfo:
             guild_id=str(guild.id) if guild is not None else "dm",
             user_id=source.author.id,
             shard_id=_shard_id(source.bot, guild),
+            known=command is not None,
         )
     interaction = source
     app_command = interaction.command
@@ -136,6 +141,7 @@ def describe_source(source: ContextOrInteraction) -> SourceInfo:
         guild_id=str(guild_id) if guild_id is not None else "dm",
         user_id=interaction.user.id,
         shard_id=_shard_id(interaction.client, interaction.guild),
+        known=app_command is not None or interaction.type in _COMPONENT_TYPES,
     )
 
 

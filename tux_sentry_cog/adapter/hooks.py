@@ -286,7 +286,7 @@ class BotInstrumentation:
                 scope.set_tags(tags)
                 if info.user_id is not None:
                     scope.set_user({"id": str(info.user_id)})
-                op = OPS.get(info.command_type)
+                op = OPS.get(info.command_type) if info.known else None
                 transaction = (
                     sentry_sdk.start_transaction(
                         op=op, name=info.name, source=TransactionSource.COMPONENT

@@ -24,8 +24,16 @@ __all__ = [
 #: causes apart and would only split groups on noise.
 MAX_MESSAGE_CHARS = 200
 
-#: Frames from these packages are not "where the error happened" for the bot owner.
-DEFAULT_IGNORED_MODULES: tuple[str, ...] = ("asyncio", "tux_sentry_cog", "concurrent.futures")
+#: Frames from these packages are not "where the error happened" for the bot owner: the
+#: event loop, and the cog's own instrumentation (not its demo or testing helpers, which
+#: are application code of their own).
+DEFAULT_IGNORED_MODULES: tuple[str, ...] = (
+    "asyncio",
+    "concurrent.futures",
+    "tux_sentry_cog.adapter",
+    "tux_sentry_cog.cog",
+    "tux_sentry_cog.core",
+)
 
 _ERROR_CODE = re.compile(r"(?i)(error code:?\s*)(\d+)")
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (

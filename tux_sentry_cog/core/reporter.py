@@ -120,6 +120,8 @@ class ErrorReporter:
         capture_user_errors: Send user-caused errors as events too.
         system_context: Returns the ``system`` context (versions, memory, uptime).
         active_runs: Returns the number of command runs in flight.
+        scrub_text: Removes secrets and the run's sensitive strings from a text; the
+            fingerprint goes through it, so a user's argument never names a group.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class ErrorReporter:
         capture_user_errors: bool,
         system_context: Callable[[], dict[str, Any]],
         active_runs: Callable[[], int],
+        scrub_text: Callable[[str], str],
     ) -> None:
         """Wire the reporter to its collaborators."""
         self._connection = connection
@@ -141,6 +144,7 @@ class ErrorReporter:
         self._capture_user_errors = capture_user_errors
         self._system_context = system_context
         self._active_runs = active_runs
+        self._scrub_text = scrub_text
         self.stats = ReporterStats()
 
     def report(self, report: ErrorReport) -> Classification | None:
@@ -170,7 +174,10 @@ class ErrorReporter:
         self.stats.reported += 1
         classification = self.classifier.classify(error)
         command = report.contexts.get("command", {})
-        fingerprint = self.fingerprints.generate_fingerprint(error, {"command": command})
+        fingerprint = [
+            self._scrub_text(part)
+            for part in self.fingerprints.generate_fingerprint(error, {"command": command})
+        ]
         # An error outside any run (a task, a listener) still gets an id of its own.
         correlation_id = run.correlation_id if run is not None else uuid.uuid4().hex
         related = self.related.record_error(

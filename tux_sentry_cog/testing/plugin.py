@@ -9,12 +9,15 @@ Enable with ``pytest_plugins = ["tux_sentry_cog.testing.plugin"]`` in a ``confte
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import sentry_sdk
 
 from tux_sentry_cog.testing.server import SentryEndpoint, reset_sentry_sdk
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 __all__ = ["sentry_endpoint", "sentry_flush"]
 
