@@ -12,9 +12,16 @@ import discord.ext.test as dpytest
 import pytest_asyncio
 from discord import app_commands
 from discord.ext import commands
+from loguru import logger as loguru_logger
 from sentry_relay.processing import StoreNormalizer
 
-from tux_sentry_cog import SentryCogConfig
+from tux_sentry_cog import (
+    EnhancedTransactionManager,
+    SentryCogConfig,
+    get_correlation_id,
+    track_database_operation,
+    track_external_api_call,
+)
 from tux_sentry_cog.testing import InteractionDriver, SentryEndpoint, reset_sentry_sdk
 
 pytest_plugins = ["tux_sentry_cog.testing.plugin"]
@@ -27,6 +34,7 @@ class Sample(commands.Cog):
 
     def __init__(self) -> None:
         self.handled: list[tuple[str, BaseException]] = []
+        self.seen_ids: list[str | None] = []
 
     @commands.command()
     async def ping(self, ctx: commands.Context[Any]) -> None:
@@ -54,6 +62,35 @@ class Sample(commands.Cog):
     @handled.error
     async def handled_error(self, ctx: commands.Context[Any], error: Exception) -> None:
         self.handled.append(("local", error))
+
+    @commands.command()
+    async def query(self, ctx: commands.Context[Any], email: str) -> None:
+        sql = f"SELECT * FROM users WHERE email = '{email}'"
+        async with track_database_operation("select", "users", query=sql):
+            await asyncio.sleep(0.01)
+        with track_database_operation("update", "users"):
+            pass
+        await self._decorated_insert()
+        async with track_external_api_call("github", "/repos") as call:
+            call.set_status_code(503)
+        self.seen_ids.append(get_correlation_id())
+        await ctx.send("queried")
+
+    @track_database_operation("insert", "audit")
+    async def _decorated_insert(self) -> None:
+        await asyncio.sleep(0)
+
+    @commands.command()
+    async def logs(self, ctx: commands.Context[Any]) -> None:
+        loguru_logger.info("inside the command")
+        self.seen_ids.append(get_correlation_id())
+
+    @commands.command()
+    async def child(self, ctx: commands.Context[Any]) -> None:
+        span = EnhancedTransactionManager().start_child_transaction(None, "cache.get", "lookup")
+        self.seen_ids.append(None if span is None else span.op)
+        if span is not None:
+            span.finish()
 
     @commands.hybrid_command(name="hybrid")
     async def hybrid(self, ctx: commands.Context[Any], word: str) -> None:

@@ -2,15 +2,23 @@
 
 from tux_sentry_cog._version import __version__
 from tux_sentry_cog.adapter.context import SentryContextCollector
+from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.cog import SentryCog, setup
 from tux_sentry_cog.config import ConfigError, SentryCogConfig
 from tux_sentry_cog.core.classification import ErrorCategory, ErrorClassifier, Severity
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator
 from tux_sentry_cog.core.related import RelatedErrorDetector
 from tux_sentry_cog.core.runs import get_correlation_id
+from tux_sentry_cog.core.tracing import (
+    DatabaseTransactionTracker,
+    track_database_operation,
+    track_external_api_call,
+)
 
 __all__ = [
     "ConfigError",
+    "DatabaseTransactionTracker",
+    "EnhancedTransactionManager",
     "ErrorCategory",
     "ErrorClassifier",
     "ErrorFingerprintGenerator",
@@ -22,4 +30,6 @@ __all__ = [
     "__version__",
     "get_correlation_id",
     "setup",
+    "track_database_operation",
+    "track_external_api_call",
 ]

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
 from discord.ext import commands
-from sentry_sdk.tracing import TransactionSource
+from loguru import logger as loguru_logger
 
+import _tux_sentry_cog_state as _state
 from tux_sentry_cog.adapter.context import (
     ContextOrInteraction,
     SentryContextCollector,
@@ -36,6 +37,7 @@ from tux_sentry_cog.adapter.context import (
     sensitive_strings,
 )
 from tux_sentry_cog.adapter.errors import unwrap_error
+from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
 from tux_sentry_cog.core.runs import CommandRun, current_run
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 
     from tux_sentry_cog.core.reporter import ErrorReporter
 
-__all__ = ["CONTROL_FLOW_EXCEPTIONS", "OPS", "BotInstrumentation"]
+__all__ = ["CONTROL_FLOW_EXCEPTIONS", "MAX_TRACKED_SOURCES", "BotInstrumentation"]
 
 _log = logging.getLogger(__name__)
 
@@ -59,15 +61,8 @@ CONTROL_FLOW_EXCEPTIONS: tuple[type[BaseException], ...] = (
     GeneratorExit,
 )
 
-#: Transaction op per ``command.type``; types not listed get no transaction.
-OPS: dict[str, str] = {
-    "prefix": "discord.command",
-    "hybrid": "discord.command",
-    "slash": "discord.app_command",
-    "context_menu": "discord.app_command",
-    "component": "discord.interaction",
-    "modal": "discord.interaction",
-}
+#: Most runs kept findable by source id at once (a bound on a burst of slow commands).
+MAX_TRACKED_SOURCES = 10_000
 
 
 @dataclass(slots=True)
@@ -96,6 +91,14 @@ def _patch(owner: Any, name: str, wrapper: Any) -> _Patch:
     patch = _Patch(owner, name, had_own, getattr(owner, name), wrapper)
     setattr(owner, name, wrapper)
     return patch
+
+
+def _source_id(source: ContextOrInteraction) -> int | None:
+    if isinstance(source, commands.Context):
+        if source.interaction is not None:
+            return source.interaction.id
+        return source.message.id if source.message is not None else None
+    return source.id
 
 
 def _has_local_handler(source: ContextOrInteraction) -> bool:
@@ -135,6 +138,7 @@ class BotInstrumentation:
         self._reporter = reporter
         self._collector = collector
         self._send_pii = send_pii
+        self.transactions = EnhancedTransactionManager()
         self._patches: list[_Patch] = []
         self._on_error_patch: _Patch | None = None
         self.active_runs = 0
@@ -234,6 +238,7 @@ class BotInstrumentation:
                 guild_id=info.guild_id,
                 user_id=info.user_id,
                 sensitive=() if self._send_pii else sensitive_strings(source),
+                source_id=_source_id(source),
             )
         except Exception:
             _log.exception("tux_sentry_cog could not start a run")
@@ -250,13 +255,21 @@ class BotInstrumentation:
         run, info = started
         token = current_run.set(run)
         self.active_runs += 1
+        source_id = run.source_id
+        tracked = source_id is not None and len(_state.runs_by_source) < MAX_TRACKED_SOURCES
+        if source_id is not None and tracked:
+            _state.runs_by_source[source_id] = run
         try:
-            if self._connection.active:
-                await self._run_traced(run, info, source, call)
-            else:
-                await self._run_local(run, source, call)
+            # loguru records written during the command carry its correlation id.
+            with loguru_logger.contextualize(correlation_id=run.correlation_id):
+                if self._connection.active:
+                    await self._run_traced(run, info, source, call)
+                else:
+                    await self._run_local(run, source, call)
         finally:
             self.active_runs -= 1
+            if source_id is not None and tracked:
+                _state.runs_by_source.pop(source_id, None)
             current_run.reset(token)
 
     async def _run_local(
@@ -286,17 +299,7 @@ class BotInstrumentation:
                 scope.set_tags(tags)
                 if info.user_id is not None:
                     scope.set_user({"id": str(info.user_id)})
-                op = OPS.get(info.command_type) if info.known else None
-                transaction = (
-                    sentry_sdk.start_transaction(
-                        op=op, name=info.name, source=TransactionSource.COMPONENT
-                    )
-                    if op is not None
-                    else None
-                )
-                run.transaction = transaction
-                if transaction is not None:
-                    transaction.__enter__()
+                run.transaction = self.transactions.open_run_transaction(run, info.known)
                 sentry_sdk.add_breadcrumb(
                     category="command",
                     message=f"Started command: {info.name}",
@@ -352,9 +355,6 @@ class BotInstrumentation:
                 return
             if isinstance(error, asyncio.CancelledError):
                 status = "cancelled"
-            transaction.set_status(status)
-            # Exit without the exception: the status above already says how it ended,
-            # and the SDK would overwrite it with internal_error.
-            transaction.__exit__(None, None, None)
+            self.transactions.finish_command_transaction(transaction, status)
         except Exception:
             _log.exception("tux_sentry_cog could not finish a command transaction")

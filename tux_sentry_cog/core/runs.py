@@ -8,11 +8,15 @@ see each other's state.
 
 from __future__ import annotations
 
-import contextvars
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+import _tux_sentry_cog_state as _state
+
+if TYPE_CHECKING:
+    import contextvars
 
 __all__ = ["MAX_ERRORS_PER_RUN", "CommandRun", "current_run", "get_correlation_id"]
 
@@ -44,6 +48,7 @@ class CommandRun:
         reported: ids of the exceptions already reported, so each goes out once.
         transaction: The run's Sentry transaction, when one was started.
         db_queries: Database operations tracked during the run.
+        source_id: The message or interaction id that started the run.
     """
 
     name: str
@@ -59,6 +64,7 @@ class CommandRun:
     reported: set[int] = field(default_factory=set)
     transaction: Any = None
     db_queries: int = 0
+    source_id: int | None = None
 
     def record_error(self, error: BaseException) -> None:
         """Remember ``error`` for reporting at the end of the run, once."""
@@ -74,9 +80,9 @@ class CommandRun:
         return (time.perf_counter() - self.started) * 1000.0
 
 
-current_run: contextvars.ContextVar[CommandRun | None] = contextvars.ContextVar(
-    "tux_sentry_cog_run", default=None
-)
+# Shared by every import of the package, so a reload does not strand the bot's code
+# on a context variable nobody sets any more (see _tux_sentry_cog_state).
+current_run = cast("contextvars.ContextVar[CommandRun | None]", _state.current_run)
 
 
 def get_correlation_id() -> str | None:

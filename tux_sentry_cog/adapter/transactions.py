@@ -1,0 +1,116 @@
+"""Command transactions: started in the command's own task, finished with its outcome.
+
+The transaction is made the current span of the run's isolation scope, so spans the
+bot's code opens during the command (``track_database_operation``, the SDK's aiohttp
+spans) are its children. Started from a listener instead, it would be current in the
+listener's task only (NOTES.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from sentry_sdk.tracing import TransactionSource
+
+import _tux_sentry_cog_state as _state
+from tux_sentry_cog.adapter.context import ContextOrInteraction, describe_source
+from tux_sentry_cog.core.runs import current_run
+
+if TYPE_CHECKING:
+    from tux_sentry_cog.core.runs import CommandRun
+
+__all__ = ["OPS", "EnhancedTransactionManager"]
+
+_log = logging.getLogger(__name__)
+
+#: Transaction op per ``command.type``; types not listed get no transaction.
+OPS: dict[str, str] = {
+    "prefix": "discord.command",
+    "hybrid": "discord.command",
+    "slash": "discord.app_command",
+    "context_menu": "discord.app_command",
+    "component": "discord.interaction",
+    "modal": "discord.interaction",
+}
+
+
+def _start(op: str, name: str) -> Any:
+    parent = sentry_sdk.get_current_span()
+    if parent is not None:
+        # Inside a trace the bot started itself: continue it, and follow its sampling
+        # decision instead of drawing a new one.
+        headers = {"sentry-trace": parent.to_traceparent()}
+        baggage = parent.to_baggage() if hasattr(parent, "to_baggage") else None
+        if baggage is not None:
+            headers["baggage"] = baggage.serialize()
+        transaction = sentry_sdk.continue_trace(
+            headers, op=op, name=name, source=TransactionSource.COMPONENT
+        )
+        return sentry_sdk.start_transaction(transaction)
+    return sentry_sdk.start_transaction(op=op, name=name, source=TransactionSource.COMPONENT)
+
+
+class EnhancedTransactionManager:
+    """Starts and finishes command transactions (the plan's name and methods)."""
+
+    def start_command_transaction(
+        self, source: ContextOrInteraction, command_name: str | None = None
+    ) -> Any:
+        """Start the transaction of ``source``'s command and make it the current span.
+
+        Returns ``None`` when Sentry is inactive or the command type has no op.
+        """
+        if not sentry_sdk.get_client().is_active():
+            return None
+        info = describe_source(source)
+        op = OPS.get(info.command_type) if info.known else None
+        if op is None:
+            return None
+        transaction = _start(op, command_name or info.name)
+        transaction.__enter__()
+        return transaction
+
+    def open_run_transaction(self, run: CommandRun, known: bool) -> Any:
+        """Start the transaction of ``run`` in the current (isolation) scope."""
+        op = OPS.get(run.command_type) if known else None
+        if op is None:
+            return None
+        transaction = _start(op, run.name)
+        transaction.__enter__()
+        return transaction
+
+    @staticmethod
+    def finish_command_transaction(transaction: Any, status: str) -> None:
+        """Set ``status`` and finish; the current span goes back to what it was."""
+        transaction.set_status(status)
+        # Exit without the exception: the status already says how the run ended, and
+        # the SDK would overwrite it with internal_error.
+        transaction.__exit__(None, None, None)
+
+    @staticmethod
+    def start_child_transaction(
+        parent_source_id: int | None, operation: str, description: str
+    ) -> Any:
+        """Start a child span of a running command's transaction.
+
+        Args:
+            parent_source_id: The message or interaction id of the command; ``None``
+                means the command running in this task.
+            operation: The span's op.
+            description: The span's name (never put message content here).
+
+        Returns:
+            The started span (use it as a context manager or call ``finish()``), or
+            ``None`` when no such command is running or it is not traced.
+        """
+        run = current_run.get()
+        if parent_source_id is not None and (run is None or run.source_id != parent_source_id):
+            run = _state.runs_by_source.get(parent_source_id)
+        if run is None or run.transaction is None:
+            return None
+        child = run.transaction.start_child(op=operation, name=description)
+        child.set_tag("correlation_id", run.correlation_id)
+        child.set_tag("parent_operation", run.transaction.op)
+        return child
