@@ -133,7 +133,9 @@ async def test_child_transaction_of_the_running_command(make_bot, sentry_flush):
     assert harness.sample.seen_ids == ["cache.get"]
 
 
-async def test_sample_rate_zero_sends_errors_but_no_transactions(make_bot, sentry_flush, sentry_endpoint):
+async def test_sample_rate_zero_sends_errors_but_no_transactions(
+    make_bot, sentry_flush, sentry_endpoint
+):
     harness = await make_bot(SentryCogConfig(dsn=sentry_endpoint.dsn, traces_sample_rate=0.0))
     await harness.message("!ping")
     await harness.message("!boom")
