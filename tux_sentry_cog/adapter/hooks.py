@@ -317,6 +317,17 @@ class BotInstrumentation:
                     run.record_error(unwrap_error(exc))
                 raise
             finally:
+                # Before the errors are reported, so their events show how the run ended.
+                sentry_sdk.add_breadcrumb(
+                    category="command",
+                    message=f"Finished command: {run.name}",
+                    level="error" if run.errors else "info",
+                    data={
+                        "failed": bool(run.errors),
+                        "duration_ms": round(run.elapsed_ms(), 3),
+                        "correlation_id": run.correlation_id,
+                    },
+                )
                 status = self._settle(run, source)
                 self._close_transaction(run, status, error)
 
@@ -341,15 +352,6 @@ class BotInstrumentation:
         self, run: CommandRun, status: str, error: BaseException | None
     ) -> None:
         try:
-            sentry_sdk.add_breadcrumb(
-                category="command",
-                message=f"Finished command: {run.name}",
-                data={
-                    "status": status,
-                    "duration_ms": round(run.elapsed_ms(), 3),
-                    "correlation_id": run.correlation_id,
-                },
-            )
             transaction = run.transaction
             if transaction is None:
                 return

@@ -96,6 +96,7 @@ class SentryConnection:
         self._client: Any = None
         self._previous_hooks: dict[str, Any] = {}
         self._installed_hooks: dict[str, EventHook] = {}
+        self._secrets_of: tuple[str | None, tuple[str, ...]] = (None, ())
 
     @property
     def active(self) -> bool:
@@ -125,11 +126,14 @@ class SentryConnection:
         dsn = self._client.options.get("dsn") if self._client is not None else self._config.dsn
         if not dsn:
             return []
-        try:
-            parsed = Dsn(dsn)
-        except Exception:
-            return []
-        return [s for s in (parsed.public_key, parsed.secret_key) if s]
+        if self._secrets_of[0] != dsn:  # parsed once per DSN, not once per event
+            try:
+                parsed = Dsn(dsn)
+                keys = tuple(s for s in (parsed.public_key, parsed.secret_key) if s)
+            except Exception:
+                keys = ()
+            self._secrets_of = (dsn, keys)
+        return list(self._secrets_of[1])
 
     def start(self) -> ClientMode:
         """Reuse the active client, initialise one from the DSN, or go local."""

@@ -38,7 +38,10 @@ DEFAULT_IGNORED_MODULES: tuple[str, ...] = (
 _ERROR_CODE = re.compile(r"(?i)(error code:?\s*)(\d+)")
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s<>\"']+", re.IGNORECASE), "<URL>"),
-    (re.compile(r"\b[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b", re.IGNORECASE), "<EMAIL>"),
+    (
+        re.compile(r"(?<![\w.%+-])[\w.%+-]{1,64}@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b", re.IGNORECASE),
+        "<EMAIL>",
+    ),
     (
         re.compile(
             r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b", re.IGNORECASE

