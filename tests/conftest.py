@@ -11,7 +11,7 @@ import discord
 import discord.ext.test as dpytest
 import pytest_asyncio
 from discord import app_commands
-from discord.ext import commands
+from discord.ext import commands, tasks
 from loguru import logger as loguru_logger
 from sentry_relay.processing import StoreNormalizer
 
@@ -27,6 +27,12 @@ from tux_sentry_cog.testing import InteractionDriver, SentryEndpoint, reset_sent
 pytest_plugins = ["tux_sentry_cog.testing.plugin"]
 
 BOT_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GabcDE.abcdefghijklmnopqrstuvwxyz0123456789AB"
+
+
+async def _choices(
+    interaction: discord.Interaction[Any], current: str
+) -> list[app_commands.Choice[str]]:
+    raise LookupError("no choices today")
 
 
 class Sample(commands.Cog):
@@ -104,11 +110,73 @@ class Sample(commands.Cog):
     async def slash_boom(self, interaction: discord.Interaction[Any], text: str) -> None:
         raise KeyError(f"slash failed for {interaction.user.id}")
 
+    @app_commands.command(name="pick")
+    @app_commands.autocomplete(fruit=_choices)
+    async def pick(self, interaction: discord.Interaction[Any], fruit: str) -> None:
+        await interaction.response.send_message(fruit)
+
     @app_commands.command(name="slash-nap")
     async def slash_nap(self, interaction: discord.Interaction[Any], ms: int) -> None:
         await interaction.response.defer()
         await asyncio.sleep(ms / 1000)
         await interaction.followup.send(f"slept {ms}")
+
+
+class FailingView(discord.ui.View):
+    """A persistent view whose button fails, with the bot's own error handler."""
+
+    def __init__(self, seen: list[BaseException]) -> None:
+        super().__init__(timeout=None)
+        self.seen = seen
+
+    @discord.ui.button(label="Explode", custom_id="sample:explode")
+    async def explode(self, interaction: discord.Interaction[Any], button: Any) -> None:
+        raise OSError(f"button failed for {interaction.user.id}")
+
+    @discord.ui.button(label="Fine", custom_id="sample:fine")
+    async def fine(self, interaction: discord.Interaction[Any], button: Any) -> None:
+        await interaction.response.send_message("fine")
+
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: Exception, item: Any
+    ) -> None:
+        self.seen.append(error)
+
+
+class FailingModal(discord.ui.Modal, title="Feedback"):
+    """A modal whose submission fails; the default on_error logs it."""
+
+    text: discord.ui.TextInput[Any] = discord.ui.TextInput(label="Text", custom_id="text")
+
+    def __init__(self) -> None:
+        super().__init__(custom_id="sample:modal", timeout=None)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        raise ValueError(f"cannot store feedback of {len(self.text.value)} characters")
+
+
+class Background(commands.Cog):
+    """A listener and a task loop that fail, with the bot's own loop error handler."""
+
+    def __init__(self) -> None:
+        self.loop_errors: list[BaseException] = []
+
+    @commands.Cog.listener()
+    async def on_explode(self, guild: discord.Guild) -> None:
+        raise RuntimeError(f"listener failed in guild {guild.id}")
+
+    @tasks.loop(count=1)
+    async def failing_loop(self) -> None:
+        raise ValueError("the loop found corrupt data")
+
+    @failing_loop.error
+    async def failing_loop_error(self, error: BaseException) -> None:
+        self.loop_errors.append(error)
+
+
+@app_commands.context_menu(name="Inspect")
+async def inspect_member(interaction: discord.Interaction[Any], member: discord.Member) -> None:
+    raise PermissionError(f"cannot inspect {member.id}")
 
 
 class BotHarness:
@@ -119,6 +187,8 @@ class BotHarness:
         self.sample = sample
         self.bot_errors: list[BaseException] = []
         self.tree_errors: list[BaseException] = []
+        self.view_errors: list[BaseException] = []
+        self.event_errors: list[str] = []
         self.interactions = InteractionDriver(bot)
 
     @property
@@ -151,6 +221,8 @@ async def make_bot(sentry_endpoint: SentryEndpoint) -> AsyncIterator[MakeBot]:
         await bot._async_setup_hook()
         sample = Sample()
         await bot.add_cog(sample)
+        await bot.add_cog(Background())
+        bot.tree.add_command(inspect_member)
         dpytest.configure(bot, members=2)
         bot.http.token = BOT_TOKEN
         harness = BotHarness(bot, sample)
@@ -158,6 +230,10 @@ async def make_bot(sentry_endpoint: SentryEndpoint) -> AsyncIterator[MakeBot]:
         @bot.event
         async def on_command_error(ctx: commands.Context[Any], error: BaseException) -> None:
             harness.bot_errors.append(error)
+
+        @bot.event
+        async def on_error(event_method: str, /, *args: Any, **kwargs: Any) -> None:
+            harness.event_errors.append(event_method)
 
         @bot.tree.error
         async def on_tree_error(

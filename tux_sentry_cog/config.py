@@ -32,11 +32,16 @@ class ConfigError(ValueError):
 
 
 def redact_dsn(dsn: str) -> str:
-    """Return ``dsn`` with its key replaced, safe to print in logs and errors."""
-    scheme, sep, rest = dsn.partition("://")
-    if not sep or "@" not in rest:
+    """Return ``dsn`` with its key replaced, safe to print in logs and errors.
+
+    Everything before the last ``@`` is the key (and secret), however malformed the rest.
+    """
+    if "@" not in dsn:
         return dsn
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    head, host = dsn.rsplit("@", 1)
+    scheme, sep, _ = head.partition("://")
+    prefix = f"{scheme}://" if sep else ""
+    return f"{prefix}***@{host}"
 
 
 def _parse_bool(raw: str) -> bool:
@@ -92,7 +97,9 @@ def _validate_dsn(value: str | None) -> None:
 
 
 def _validate_guild_ids(value: tuple[int, ...] | None) -> None:
-    if value is not None and any(gid <= 0 for gid in value):
+    if value is not None and any(
+        not isinstance(gid, int) or isinstance(gid, bool) or gid <= 0 for gid in value
+    ):
         raise ValueError("guild ids are positive integers")
 
 
@@ -244,7 +251,12 @@ def resolve_config(code_value: object, environ: Mapping[str, str] | None = None)
     if dataclasses.is_dataclass(code_value) and type(code_value).__name__ == "SentryCogConfig":
         # unload_extension drops every tux_sentry_cog module from sys.modules, so after a
         # reload the bot's instance belongs to the previous import of this class.
+        known = {f.name for f in dataclasses.fields(SentryCogConfig)}
         values = {f.name: getattr(code_value, f.name) for f in dataclasses.fields(code_value)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            msg = f"bot.sentry_cog_config has a field this version does not know: {unknown[0]}"
+            raise ConfigError(msg)
         return SentryCogConfig(**values)
     msg = f"bot.sentry_cog_config={type(code_value).__name__}: expected a SentryCogConfig"
     raise ConfigError(msg)

@@ -245,14 +245,17 @@ class SentryContextCollector:
     def build_report(
         self,
         error: BaseException,
-        source: ContextOrInteraction | None,
+        source: ContextOrInteraction,
         run: CommandRun | None,
         handled: bool,
+        info: SourceInfo | None = None,
     ) -> ErrorReport:
-        """The :class:`ErrorReport` for ``error``; ``source`` may be ``None`` (tasks)."""
-        if source is None:
-            return ErrorReport(error, handled=handled, run=run)
-        info = describe_source(source)
+        """The :class:`ErrorReport` for ``error`` raised while running ``source``.
+
+        ``info`` overrides what :func:`describe_source` reads (a component's run is
+        named after its view and callback, for example).
+        """
+        info = info or describe_source(source)
         user_id = info.user_id
         user: dict[str, Any] | None = None
         if user_id is not None:
@@ -269,6 +272,36 @@ class SentryContextCollector:
             handled=handled,
             run=run,
         )
+
+    def build_background_report(
+        self,
+        error: BaseException,
+        command_type: str,
+        name: str,
+        *,
+        cog: str | None = None,
+        guild: discord.Guild | None = None,
+        run: CommandRun | None = None,
+    ) -> ErrorReport:
+        """The report of an error with no command behind it (a listener, a task loop)."""
+        tags = {
+            "command.name": name,
+            "command.type": command_type,
+            "cog": cog or "none",
+            "guild.id": str(guild.id) if guild is not None else "none",
+        }
+        contexts: dict[str, dict[str, Any]] = {
+            "command": {
+                "name": name,
+                "qualified_name": name,
+                "type": command_type,
+                "cog_name": cog,
+                "parameters": {},
+            },
+        }
+        if guild is not None:
+            contexts["guild"] = self._guild_context(guild)
+        return ErrorReport(error, tags=tags, contexts=contexts, run=run)
 
     def collect_source_contexts(
         self, source: ContextOrInteraction, info: SourceInfo | None = None
@@ -335,12 +368,16 @@ class SentryContextCollector:
             )
         return context
 
-    @staticmethod
-    def _guild(source: ContextOrInteraction) -> dict[str, Any]:
+    @classmethod
+    def _guild(cls, source: ContextOrInteraction) -> dict[str, Any]:
         guild = source.guild
         if guild is None:
             guild_id = getattr(source, "guild_id", None)
             return {"id": str(guild_id) if guild_id else "dm"}
+        return cls._guild_context(guild)
+
+    @staticmethod
+    def _guild_context(guild: discord.Guild) -> dict[str, Any]:
         return {
             "id": str(guild.id),
             "name": _safe(lambda: guild.name),

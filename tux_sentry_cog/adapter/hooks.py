@@ -20,7 +20,9 @@ still inside its isolation scope and transaction.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,12 @@ from tux_sentry_cog.adapter.context import (
     sensitive_strings,
 )
 from tux_sentry_cog.adapter.errors import unwrap_error
+from tux_sentry_cog.adapter.sources import (
+    AutocompleteErrorFilter,
+    ClassPatches,
+    describe_event_args,
+    event_source_name,
+)
 from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
@@ -141,6 +149,8 @@ class BotInstrumentation:
         self.transactions = EnhancedTransactionManager()
         self._patches: list[_Patch] = []
         self._on_error_patch: _Patch | None = None
+        self._client_on_error_patch: _Patch | None = None
+        self._autocomplete_filter = AutocompleteErrorFilter(self)
         self.active_runs = 0
         self.completed_runs = 0
         self.failed_runs = 0
@@ -164,21 +174,51 @@ class BotInstrumentation:
             )
             self._patches.append(_patch(tree, "_call", self._tree_call))
             self._wrap_tree_on_error()
+        self._wrap_client_on_error()
+        AutocompleteErrorFilter.logger().addFilter(self._autocomplete_filter)
+        instrumentations = _state.active.setdefault("instrumentations", [])
+        if not instrumentations:
+            patches = ClassPatches()
+            patches.install()
+            _state.active["class_patches"] = patches
+        instrumentations.append(self)
 
     def uninstall(self) -> None:
         """Put every original back (only where our wrapper is still in place)."""
-        if self._on_error_patch is not None:
-            self._on_error_patch.restore()
-            self._on_error_patch = None
+        instrumentations = _state.active.get("instrumentations", [])
+        if self in instrumentations:
+            instrumentations.remove(self)
+            if not instrumentations:
+                _state.active.pop("class_patches").uninstall()
+        AutocompleteErrorFilter.logger().removeFilter(self._autocomplete_filter)
+        for patch in (self._on_error_patch, self._client_on_error_patch):
+            if patch is not None:
+                patch.restore()
+        self._on_error_patch = self._client_on_error_patch = None
         while self._patches:
             self._patches.pop().restore()
 
+    def _wrap_client_on_error(self) -> None:
+        """Listener errors end in ``bot.on_error`` with the exception in ``sys.exc_info()``."""
+        original = self.bot.on_error
+
+        async def on_error(event_method: str, /, *args: Any, **kwargs: Any) -> None:
+            error = sys.exc_info()[1]
+            if error is not None:
+                try:
+                    guild = describe_event_args(args)
+                except Exception:
+                    guild = None
+                self.report_background(error, "event", event_source_name(event_method), guild=guild)
+            await original(event_method, *args, **kwargs)
+
+        self._client_on_error_patch = _patch(self.bot, "on_error", on_error)
     def _wrap_tree_on_error(self) -> None:
         tree = self.bot.tree
         original = tree.on_error
 
         async def on_error(interaction: discord.Interaction[Any], error: Any, /) -> None:
-            self._record(error, interaction)
+            self.record(error, interaction)
             await original(interaction, error)
 
         self._on_error_patch = _patch(tree, "on_error", on_error)
@@ -194,7 +234,10 @@ class BotInstrumentation:
 
     def _dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
         if event_name == "command_error" and len(args) >= 2:  # noqa: PLR2004
-            self._record(args[1], args[0])
+            self.record(args[1], args[0])
+        patch = self._client_on_error_patch
+        if patch is not None and self.bot.__dict__.get("on_error") is not patch.wrapper:
+            self._wrap_client_on_error()  # the bot set its own on_error after we loaded
         self._old_dispatch(event_name, *args, **kwargs)
 
     async def _tree_call(self, interaction: discord.Interaction[Any], /) -> None:
@@ -205,7 +248,49 @@ class BotInstrumentation:
 
     # runs ------------------------------------------------------------------------------
 
-    def _record(self, error: Any, source: ContextOrInteraction) -> None:
+    async def run_interaction(
+        self, interaction: discord.Interaction[Any], name: str, call: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Run a component or modal callback as a run named ``name``."""
+        await self._run(interaction, call, name=name)
+
+    def record_on_run(self, error: BaseException) -> None:
+        """Note ``error`` on the current run (the caller checked there is one)."""
+        run = current_run.get()
+        if run is not None:
+            original = unwrap_error(error)
+            run.record_error(original)
+            mark_reported(original)
+
+    def report_background(
+        self,
+        error: BaseException,
+        command_type: str,
+        name: str,
+        *,
+        guild: discord.Guild | None = None,
+        cog: str | None = None,
+    ) -> None:
+        """Report an error with no command behind it (a listener, a task loop), now.
+
+        A listener started by a command shares its correlation id; otherwise the error
+        gets one of its own.
+        """
+        try:
+            if isinstance(error, CONTROL_FLOW_EXCEPTIONS) or was_reported(error):
+                return
+            report = self._collector.build_background_report(
+                error, command_type, name, cog=cog, guild=guild, run=current_run.get()
+            )
+            if self._connection.active:
+                with sentry_sdk.isolation_scope():
+                    self._reporter.report(report)
+            else:
+                self._reporter.report(report)
+        except Exception:
+            _log.exception("tux_sentry_cog could not report a %s error", command_type)
+
+    def record(self, error: Any, source: ContextOrInteraction) -> None:
         """Note an error on the current run, or report it now if there is none."""
         try:
             if not isinstance(error, BaseException):
@@ -228,9 +313,13 @@ class BotInstrumentation:
         else:
             self._reporter.report(report)
 
-    def _start(self, source: ContextOrInteraction) -> tuple[CommandRun, SourceInfo] | None:
+    def _start(
+        self, source: ContextOrInteraction, name: str | None
+    ) -> tuple[CommandRun, SourceInfo] | None:
         try:
             info = describe_source(source)
+            if name is not None:
+                info = dataclasses.replace(info, name=name)
             run = CommandRun(
                 name=info.name,
                 command_type=info.command_type,
@@ -246,9 +335,12 @@ class BotInstrumentation:
         return run, info
 
     async def _run(
-        self, source: ContextOrInteraction, call: Callable[[], Awaitable[None]]
+        self,
+        source: ContextOrInteraction,
+        call: Callable[[], Awaitable[Any]],
+        name: str | None = None,
     ) -> None:
-        started = self._start(source)
+        started = self._start(source, name)
         if started is None:
             await call()
             return
@@ -265,7 +357,7 @@ class BotInstrumentation:
                 if self._connection.active:
                     await self._run_traced(run, info, source, call)
                 else:
-                    await self._run_local(run, source, call)
+                    await self._run_local(run, info, source, call)
         finally:
             self.active_runs -= 1
             if source_id is not None and tracked:
@@ -273,7 +365,11 @@ class BotInstrumentation:
             current_run.reset(token)
 
     async def _run_local(
-        self, run: CommandRun, source: ContextOrInteraction, call: Callable[[], Awaitable[None]]
+        self,
+        run: CommandRun,
+        info: SourceInfo,
+        source: ContextOrInteraction,
+        call: Callable[[], Awaitable[Any]],
     ) -> None:
         try:
             await call()
@@ -283,14 +379,14 @@ class BotInstrumentation:
             run.record_error(unwrap_error(exc))
             raise
         finally:
-            self._settle(run, source)
+            self._settle(run, info, source)
 
     async def _run_traced(
         self,
         run: CommandRun,
         info: SourceInfo,
         source: ContextOrInteraction,
-        call: Callable[[], Awaitable[None]],
+        call: Callable[[], Awaitable[Any]],
     ) -> None:
         with sentry_sdk.isolation_scope() as scope:
             try:
@@ -328,16 +424,16 @@ class BotInstrumentation:
                         "correlation_id": run.correlation_id,
                     },
                 )
-                status = self._settle(run, source)
+                status = self._settle(run, info, source)
                 self._close_transaction(run, status, error)
 
-    def _settle(self, run: CommandRun, source: ContextOrInteraction) -> str:
+    def _settle(self, run: CommandRun, info: SourceInfo, source: ContextOrInteraction) -> str:
         """Report the run's errors; return its transaction status."""
         status = "ok"
         try:
             handled = _has_local_handler(source) if run.errors else False
             for error in run.errors:
-                report = self._collector.build_report(error, source, run, handled)
+                report = self._collector.build_report(error, source, run, handled, info)
                 classification = self._reporter.report(report)
                 if classification is not None and status == "ok":
                     status = TRANSACTION_STATUS[classification.category]

@@ -37,7 +37,7 @@ DEFAULT_IGNORED_MODULES: tuple[str, ...] = (
 
 _ERROR_CODE = re.compile(r"(?i)(error code:?\s*)(\d+)")
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s<>\"']+", re.IGNORECASE), "<URL>"),
+    (re.compile(r"[a-z][a-z0-9+.-]*://[^\s<>\"']+", re.IGNORECASE), "<URL>"),
     (
         re.compile(r"(?<![\w.%+-])[\w.%+-]{1,64}@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b", re.IGNORECASE),
         "<EMAIL>",
@@ -86,7 +86,8 @@ def normalize_message(message: str) -> str:
     ``<URL>``, UUIDs and long hex ``<HEX>``, other numbers ``<N>``. A Discord error code
     (``error code: 50013``) is kept.
     """
-    text = message[: MAX_MESSAGE_CHARS * 8]
+    # NUL is the parking mark of error codes below; it never means anything in a message.
+    text = message[: MAX_MESSAGE_CHARS * 8].replace("\x00", "")
     # Park Discord error codes out of reach of the number rule, then put them back.
     text = _ERROR_CODE.sub(
         lambda m: f"{m.group(1)}\x00{m.group(2).translate(_DIGITS_TO_LETTERS)}\x00", text
@@ -112,7 +113,7 @@ def error_location(
     try:
         for frame, _ in traceback.walk_tb(tb):
             module = str(frame.f_globals.get("__name__", ""))
-            if module.startswith(ignored_modules):
+            if any(module == m or module.startswith(f"{m}.") for m in ignored_modules):
                 continue
             location = f"{module}:{frame.f_code.co_name}"
     except Exception:

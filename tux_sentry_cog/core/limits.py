@@ -7,6 +7,8 @@ cut at ingestion, and keeps the payload the owner sees equal to the one in Sentr
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,7 @@ __all__ = [
     "MAX_TAG_KEY",
     "MAX_TAG_VALUE",
     "clamp_context",
+    "clamp_tag_key",
     "clamp_tag_value",
     "clamp_tags",
     "cut",
@@ -51,9 +54,26 @@ def clamp_tag_value(value: object) -> str:
     return cut(text, MAX_TAG_VALUE) if text else "none"
 
 
+_TAG_KEY_BAD = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+def clamp_tag_key(key: object) -> str:
+    """A tag key Sentry accepts: ``[A-Za-z0-9_.:-]``, at most 32 characters.
+
+    No ellipsis: it is not an allowed character, and Sentry drops a tag whose key has one.
+    A cut key ends in a short hash of the whole key, so two long keys with one prefix do
+    not overwrite each other (nor a key that was exactly 32 characters).
+    """
+    text = _TAG_KEY_BAD.sub("_", str(key)) or "_"
+    if len(text) <= MAX_TAG_KEY:
+        return text
+    digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:4]
+    return f"{text[: MAX_TAG_KEY - 5]}_{digest}"
+
+
 def clamp_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     """Return ``tags`` with keys and values inside Sentry's limits."""
-    return {cut(str(key), MAX_TAG_KEY): clamp_tag_value(value) for key, value in tags.items()}
+    return {clamp_tag_key(key): clamp_tag_value(value) for key, value in tags.items()}
 
 
 def clamp_context(value: Any, depth: int = 0) -> Any:

@@ -55,6 +55,12 @@ _SDK_PARTS = frozenset({"sdk", "modules", "platform", "timestamp", "start_timest
 _SDK_CONTEXTS = frozenset({"trace", "runtime", "os", "device"})
 
 
+# Inside the event, only trace identifiers and the sampling context are structure; a
+# nested "type" or "level" key may well hold the bot's text.
+_NESTED_SKIP_KEYS = frozenset({"trace_id", "span_id", "parent_span_id",
+                               "dynamic_sampling_context"})
+
+
 class Scrubber:
     """Removes secrets and personal data from event payloads, in place.
 
@@ -110,8 +116,14 @@ class Scrubber:
             # Escaped the way the dump escapes it, so quotes and non-ASCII match too.
             if json.dumps(needle)[1:-1] in blob:
                 return False
-        # A dump within the string limit cannot hold a string to cut either.
-        return len(blob) <= MAX_EVENT_STRING and not self._has_shape(blob)
+        # A dump within the string limit cannot hold a string to cut either. The token
+        # hint alone decides here: JSON escaping (a smart quote before a token becomes
+        # \uXXXX) can defeat the full pattern's look-behind, never the hint.
+        return (
+            len(blob) <= MAX_EVENT_STRING
+            and _TOKEN_HINT.search(blob) is None
+            and not self._has_shape(blob)
+        )
 
     def scrub_text(self, text: str, needles: tuple[str, ...] | None = None) -> str:
         """Return ``text`` with every secret, token, DSN key and e-mail replaced."""
@@ -147,7 +159,9 @@ class Scrubber:
         """
         needles = self._needles()
         if not self._clean(event, needles):
-            self._walk(event, needles)
+            for key, value in event.items():
+                if key not in _SKIP_KEYS and isinstance(value, str | dict | list | tuple):
+                    event[key] = self._walk(value, needles)
         tags = event.get("tags")
         if isinstance(tags, dict):
             event["tags"] = clamp_tags(tags)
@@ -162,7 +176,7 @@ class Scrubber:
             return cut(self.scrub_text(node, needles), MAX_EVENT_STRING)
         if isinstance(node, dict):
             for key, value in node.items():
-                if key in _SKIP_KEYS:
+                if key in _NESTED_SKIP_KEYS:
                     continue
                 if isinstance(value, str | dict | list | tuple):
                     node[key] = self._walk(value, needles)

@@ -210,6 +210,74 @@ class InteractionDriver:
         data = {"id": _snowflake(), "name": parts[0], "type": 1, "options": leaf_options}
         return await self._send(2, data, member=member, channel=channel, timeout=timeout)
 
+    async def autocomplete(
+        self,
+        name: str,
+        options: dict[str, Any],
+        focused: str,
+        *,
+        member: discord.Member | discord.User,
+        timeout: float = 10.0,  # noqa: ASYNC109 - see slash()
+    ) -> InteractionResult:
+        """Ask ``/name`` for autocomplete choices of the option ``focused``."""
+        leaf = [
+            {"name": key, "type": _option_type(value), "value": value, "focused": key == focused}
+            for key, value in options.items()
+        ]
+        data = {"id": _snowflake(), "name": name, "type": 1, "options": leaf}
+        return await self._send(4, data, member=member, channel=None, timeout=timeout)
+
+    async def user_context_menu(
+        self,
+        name: str,
+        target: discord.Member,
+        *,
+        member: discord.Member,
+        timeout: float = 10.0,  # noqa: ASYNC109 - see slash()
+    ) -> InteractionResult:
+        """Run the user context menu ``name`` on ``target``."""
+        target_payload = self._member_payload(target)
+        user = target_payload.pop("user")
+        data = {
+            "id": _snowflake(),
+            "name": name,
+            "type": 2,
+            "target_id": str(target.id),
+            "resolved": {
+                "users": {str(target.id): user},
+                "members": {str(target.id): target_payload},
+            },
+        }
+        return await self._send(2, data, member=member, channel=None, timeout=timeout)
+
+    async def component(
+        self,
+        custom_id: str,
+        *,
+        member: discord.Member | discord.User,
+        component_type: int = 2,
+        timeout: float = 10.0,  # noqa: ASYNC109 - see slash()
+    ) -> InteractionResult:
+        """Press the component ``custom_id`` of a persistent view (``bot.add_view``)."""
+        data = {"custom_id": custom_id, "component_type": component_type}
+        return await self._send(3, data, member=member, channel=None, timeout=timeout)
+
+    async def modal_submit(
+        self,
+        custom_id: str,
+        values: dict[str, str],
+        *,
+        member: discord.Member | discord.User,
+        timeout: float = 10.0,  # noqa: ASYNC109 - see slash()
+    ) -> InteractionResult:
+        """Submit the modal ``custom_id`` (stored with ``bot._connection.store_view``)."""
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
+            for key, value in values.items()
+        ]
+        data = {"custom_id": custom_id, "components": rows}
+        return await self._send(5, data, member=member, channel=None, timeout=timeout)
+
     async def _send(
         self,
         interaction_type: int,
