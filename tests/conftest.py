@@ -51,6 +51,12 @@ class Sample(commands.Cog):
         raise RuntimeError(f"boom for user {ctx.author.id}")
 
     @commands.command()
+    async def leak(self, ctx: commands.Context[Any], *, text: str) -> None:
+        # Everything a careless bot could put in an exception: the token, the text, and
+        # text derived from it (no longer equal to the message, so only shapes catch it).
+        raise RuntimeError(f"token {ctx.bot.http.token} failed on {text} / {text.upper()}")
+
+    @commands.command()
     async def add(self, ctx: commands.Context[Any], a: int, b: int) -> None:
         await ctx.send(str(a + b))
 
@@ -226,6 +232,7 @@ async def make_bot(sentry_endpoint: SentryEndpoint) -> AsyncIterator[MakeBot]:
         dpytest.configure(bot, members=2)
         bot.http.token = BOT_TOKEN
         harness = BotHarness(bot, sample)
+        harness.endpoint = sentry_endpoint
 
         @bot.event
         async def on_command_error(ctx: commands.Context[Any], error: BaseException) -> None:

@@ -23,6 +23,7 @@ from tux_sentry_cog.core.fingerprint import DEFAULT_IGNORED_MODULES, ErrorFinger
 from tux_sentry_cog.core.related import RelatedErrorDetector
 from tux_sentry_cog.core.reporter import ErrorReporter
 from tux_sentry_cog.core.scrubbing import Scrubber
+from tux_sentry_cog.core.spikes import SpikeDetector
 from tux_sentry_cog.core.system import SystemInfo
 
 __all__ = ["SentryCog", "setup"]
@@ -61,6 +62,7 @@ class SentryCog(commands.Cog, name="Sentry"):
             classifier=make_classifier(),
             fingerprints=ErrorFingerprintGenerator(IGNORED_MODULES),
             related=RelatedErrorDetector(),
+            spikes=SpikeDetector(),
             capture_user_errors=self.config.capture_user_errors,
             system_context=self.system.snapshot,
             active_runs=lambda: self.instrumentation.active_runs,

@@ -8,6 +8,7 @@ cut at ingestion, and keeps the payload the owner sees equal to the one in Sentr
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,8 @@ __all__ = [
     "clamp_tag_value",
     "clamp_tags",
     "cut",
+    "fit_bag",
+    "fit_event",
 ]
 
 MAX_TAG_KEY = 32
@@ -90,3 +93,97 @@ def clamp_context(value: Any, depth: int = 0) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [clamp_context(v, depth + 1) for v in list(value)[:MAX_CONTEXT_ITEMS]]
     return cut(str(value), MAX_CONTEXT_STRING)
+
+
+#: Sentry measures some parts of an event as a whole ("databags"), by their JSON size,
+#: and trims what is over. Budgets a little under its limits, measured with sentry-relay:
+#: frame variables and breadcrumb data 2,048, each context 8,192, user fields 128 chars.
+SMALL_BAG = 1900
+LARGE_BAG = 7800
+MAX_USER_FIELD = 128
+
+
+def _size(node: Any) -> int:
+    try:
+        return len(json.dumps(node, default=str))
+    except (TypeError, ValueError):
+        return len(str(node))
+
+
+def _strings(node: Any, found: list[tuple[Any, Any, int]]) -> None:
+    if isinstance(node, dict):
+        items: Any = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return
+    for key, value in items:
+        if isinstance(value, str):
+            found.append((node, key, len(value)))
+        else:
+            _strings(value, found)
+
+
+def fit_bag(node: Any, budget: int) -> Any:
+    """Shrink ``node`` in place until its JSON size is within ``budget``; return it.
+
+    The longest strings are cut first (they are where the size is); if cutting strings
+    is not enough, trailing items are dropped.
+    """
+    for _ in range(8):
+        excess = _size(node) - budget
+        if excess <= 0:
+            return node
+        found: list[tuple[Any, Any, int]] = []
+        _strings(node, found)
+        found.sort(key=lambda item: item[2], reverse=True)
+        cut_any = False
+        for container, key, length in found:
+            if excess <= 0:
+                break
+            keep = max(16, length - excess - 8)
+            if keep < length:
+                container[key] = cut(container[key], keep)
+                excess -= length - keep
+                cut_any = True
+        if not cut_any:
+            break
+    while _size(node) > budget and isinstance(node, dict | list) and node:
+        if isinstance(node, dict):
+            node.pop(next(reversed(node)))
+        else:
+            node.pop()
+    return node
+
+
+def _frames(event: dict[str, Any]) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    for section in ("exception", "threads"):
+        container = event.get(section)
+        values = container.get("values") if isinstance(container, dict) else None
+        for value in values if isinstance(values, list) else []:
+            stacktrace = value.get("stacktrace") if isinstance(value, dict) else None
+            found = stacktrace.get("frames") if isinstance(stacktrace, dict) else None
+            frames.extend(f for f in found or [] if isinstance(f, dict))
+    return frames
+
+
+def fit_event(event: dict[str, Any]) -> None:
+    """Fit the databags of an error event inside Sentry's limits, in place."""
+    for frame in _frames(event):
+        if isinstance(frame.get("vars"), dict):
+            fit_bag(frame["vars"], SMALL_BAG)
+    crumbs = event.get("breadcrumbs")
+    values = crumbs.get("values") if isinstance(crumbs, dict) else crumbs
+    for crumb in values if isinstance(values, list) else []:
+        if isinstance(crumb, dict) and isinstance(crumb.get("data"), dict):
+            fit_bag(crumb["data"], SMALL_BAG)
+    contexts = event.get("contexts")
+    for name, context in contexts.items() if isinstance(contexts, dict) else ():
+        if name != "trace" and isinstance(context, dict):
+            fit_bag(context, LARGE_BAG)
+    user = event.get("user")
+    if isinstance(user, dict):
+        for key, value in user.items():
+            if isinstance(value, str):
+                user[key] = cut(value, MAX_USER_FIELD)

@@ -21,12 +21,13 @@ from sentry_sdk.utils import event_from_exception
 
 from tux_sentry_cog.core.client import SentryConnection, mark_reported
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator, normalize_message, safe_str
-from tux_sentry_cog.core.limits import clamp_context, clamp_tags
+from tux_sentry_cog.core.limits import MAX_NAME, clamp_context, clamp_tags, cut
 from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
 
 if TYPE_CHECKING:
     from tux_sentry_cog.core.classification import Classification, ErrorClassifier
     from tux_sentry_cog.core.runs import CommandRun
+    from tux_sentry_cog.core.spikes import SpikeDetector
 
 __all__ = [
     "MECHANISM_TYPE",
@@ -106,6 +107,7 @@ class ReporterStats:
     sent: int = 0
     user_errors: int = 0
     failures: int = 0
+    spikes: int = 0
     last_event_id: str | None = None
 
 
@@ -117,6 +119,7 @@ class ErrorReporter:
         classifier: Category and severity of errors.
         fingerprints: Fingerprint generator.
         related: The related-error window.
+        spikes: Spike detection per fingerprint.
         capture_user_errors: Send user-caused errors as events too.
         system_context: Returns the ``system`` context (versions, memory, uptime).
         active_runs: Returns the number of command runs in flight.
@@ -131,6 +134,7 @@ class ErrorReporter:
         classifier: ErrorClassifier,
         fingerprints: ErrorFingerprintGenerator,
         related: RelatedErrorDetector,
+        spikes: SpikeDetector,
         capture_user_errors: bool,
         system_context: Callable[[], dict[str, Any]],
         active_runs: Callable[[], int],
@@ -141,6 +145,7 @@ class ErrorReporter:
         self.classifier = classifier
         self.fingerprints = fingerprints
         self.related = related
+        self.spikes = spikes
         self._capture_user_errors = capture_user_errors
         self._system_context = system_context
         self._active_runs = active_runs
@@ -199,7 +204,34 @@ class ErrorReporter:
             self._send(report, classification, fingerprint, related, correlation_id)
         else:
             self._breadcrumb(error, classification, report.tags, correlation_id)
+        if self._capture_user_errors or not classification.user_caused:
+            # Users mistyping a command fast is not a spike worth a message.
+            group = cut("|".join(fingerprint), MAX_NAME)
+            count = self.spikes.record(group)
+            if count is not None:
+                self._spike(error, report.tags, group, count)
         return classification
+
+    def _spike(self, error: BaseException, tags: Mapping[str, str], group: str, count: int) -> None:
+        command = tags.get("command.name", "unknown")
+        self.stats.spikes += 1
+        if not self._connection.active:
+            return
+        sentry_sdk.capture_event(
+            {
+                "message": f"Error spike: {type(error).__name__} in {command}",
+                "level": "warning",
+                "fingerprint": ["error-spike", group],
+                "tags": clamp_tags({**tags, "error.spike": "yes"}),
+                "contexts": {
+                    "error_spike": {
+                        "group": group,
+                        "count": count,
+                        "window_seconds": self.spikes.window_seconds,
+                    }
+                },
+            }
+        )
 
     def _breadcrumb(
         self,

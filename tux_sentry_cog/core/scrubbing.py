@@ -16,7 +16,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from tux_sentry_cog.core.limits import MAX_EVENT_STRING, MAX_NAME, clamp_tags, cut
+from tux_sentry_cog.core.limits import MAX_EVENT_STRING, MAX_NAME, clamp_tags, cut, fit_event
 from tux_sentry_cog.core.runs import current_run
 
 if TYPE_CHECKING:
@@ -169,6 +169,8 @@ class Scrubber:
             value = event.get(key)
             if isinstance(value, str):
                 event[key] = cut(value, MAX_NAME)
+        if event.get("type") != "transaction":
+            fit_event(event)
         return event
 
     def _walk(self, node: Any, needles: tuple[str, ...]) -> Any:
