@@ -35,6 +35,22 @@ async def _choices(
     raise LookupError("no choices today")
 
 
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() of this error fails")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr() of this error fails")
+
+
+class FakeResponse:
+    """What discord.HTTPException reads off an aiohttp response."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+
 class Sample(commands.Cog):
     """Commands that succeed, fail, and sleep, for the tests."""
 
@@ -55,6 +71,15 @@ class Sample(commands.Cog):
         # Everything a careless bot could put in an exception: the token, the text, and
         # text derived from it (no longer equal to the message, so only shapes catch it).
         raise RuntimeError(f"token {ctx.bot.http.token} failed on {text} / {text.upper()}")
+
+    @commands.command()
+    async def unprintable(self, ctx: commands.Context[Any]) -> None:
+        raise UnprintableError
+
+    @commands.command()
+    async def forbidden(self, ctx: commands.Context[Any]) -> None:
+        body = {"code": 50013, "message": "Missing Permissions"}
+        raise discord.Forbidden(FakeResponse(403, "Forbidden"), body)
 
     @commands.command()
     async def add(self, ctx: commands.Context[Any], a: int, b: int) -> None:

@@ -14,6 +14,7 @@ import sentry_sdk
 from conftest import BOT_TOKEN, assert_sentry_accepts
 from discord.ext import commands
 
+from tux_sentry_cog import SentryCogConfig
 from tux_sentry_cog.testing import PUBLIC_KEY
 
 SPEC_TAGS = {
@@ -280,3 +281,25 @@ async def test_error_still_reaches_the_log(make_bot, caplog, with_cog):
     logged = [r for r in caplog.records if "Ignoring exception in command boom" in r.getMessage()]
     assert len(logged) == 1
     assert isinstance(logged[0].exc_info[1], commands.CommandInvokeError)
+
+
+async def test_owner_initialised_sdk_gets_one_event_per_failure(
+    make_bot, sentry_flush, sentry_endpoint
+):
+    """The owner called sentry_sdk.init with every default integration (logging included)
+    before loading the cog: each failure is still one event, from every source."""
+    sentry_sdk.init(dsn=sentry_endpoint.dsn)
+    harness = await make_bot(SentryCogConfig())
+    del harness.bot.on_command_error
+    del harness.bot.on_error
+    harness.bot.tree.on_error = type(harness.bot.tree).on_error.__get__(harness.bot.tree)
+    dpytest.configure(harness.bot, members=2)
+    harness.interactions = type(harness.interactions)(harness.bot)
+    await harness.message("!boom")
+    await harness.slash("slash-boom", {"text": "x"})
+    harness.bot.dispatch("explode", dpytest.get_config().guilds[0])
+    await dpytest.run_all_events()
+    events = [e for e in sentry_flush().events() if "exception" in e]
+    assert sorted(e["tags"]["command.type"] for e in events) == ["event", "prefix", "slash"]
+    mechanisms = {e["exception"]["values"][-1]["mechanism"]["type"] for e in events}
+    assert mechanisms == {"tux_sentry_cog"}  # none came from the logging integration
