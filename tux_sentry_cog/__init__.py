@@ -7,7 +7,13 @@ from tux_sentry_cog.cog import SentryCog, setup
 from tux_sentry_cog.config import ConfigError, SentryCogConfig
 from tux_sentry_cog.core.classification import ErrorCategory, ErrorClassifier, Severity
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator
+from tux_sentry_cog.core.performance import PerformanceMonitor
 from tux_sentry_cog.core.related import RelatedErrorDetector
+from tux_sentry_cog.core.reporters import (
+    BusinessMetricsReporter,
+    ErrorMetricsReporter,
+    record_user_activity,
+)
 from tux_sentry_cog.core.runs import get_correlation_id
 from tux_sentry_cog.core.tracing import (
     DatabaseTransactionTracker,
@@ -16,12 +22,15 @@ from tux_sentry_cog.core.tracing import (
 )
 
 __all__ = [
+    "BusinessMetricsReporter",
     "ConfigError",
     "DatabaseTransactionTracker",
     "EnhancedTransactionManager",
     "ErrorCategory",
     "ErrorClassifier",
     "ErrorFingerprintGenerator",
+    "ErrorMetricsReporter",
+    "PerformanceMonitor",
     "RelatedErrorDetector",
     "SentryCog",
     "SentryCogConfig",
@@ -29,6 +38,7 @@ __all__ = [
     "Severity",
     "__version__",
     "get_correlation_id",
+    "record_user_activity",
     "setup",
     "track_database_operation",
     "track_external_api_call",

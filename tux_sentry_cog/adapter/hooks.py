@@ -130,15 +130,18 @@ class BotInstrumentation:
         reporter: Reports errors when a run ends.
         collector: Reads contexts off discord objects.
         send_pii: With PII on, message content and parameter values are not scrubbed.
+        on_run_end: Called with every finished run, its source info and its status.
     """
 
     def __init__(
         self,
         bot: commands.Bot,
+        *,
         connection: SentryConnection,
         reporter: ErrorReporter,
         collector: SentryContextCollector,
         send_pii: bool = False,
+        on_run_end: Callable[[CommandRun, SourceInfo, str], None] | None = None,
     ) -> None:
         """Prepare; nothing is touched until :meth:`install`."""
         self.bot = bot
@@ -146,6 +149,7 @@ class BotInstrumentation:
         self._reporter = reporter
         self._collector = collector
         self._send_pii = send_pii
+        self._on_run_end = on_run_end
         self.transactions = EnhancedTransactionManager()
         self._patches: list[_Patch] = []
         self._on_error_patch: _Patch | None = None
@@ -440,6 +444,8 @@ class BotInstrumentation:
             if run.errors:
                 self.failed_runs += 1
             self.completed_runs += 1
+            if self._on_run_end is not None:
+                self._on_run_end(run, info, status)
         except Exception:
             _log.exception("tux_sentry_cog could not settle a command run")
         return status

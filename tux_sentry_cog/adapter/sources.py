@@ -15,6 +15,8 @@ error on the way.
   started after the cog loaded are covered; the loop's own error handler runs first.
 - Autocomplete: discord.py logs and swallows autocomplete errors; a filter on that logger
   records the error on the run, and the log line stays.
+- Interaction responses: the slot every response method sets is wrapped, to time the
+  first response of a run (``interactions.response_time``; Discord allows 3 s).
 
 Class-level wrappers are shared by every loaded cog in the process and removed when the
 last one unloads.
@@ -100,6 +102,74 @@ def _wrap_view_on_error(view: Any, wrapped: weakref.WeakSet[Any]) -> None:
     wrapped.add(view)
 
 
+def _view_wrapper(original: Any, views: weakref.WeakSet[Any]) -> Any:
+    """Every component callback of every view becomes a run."""
+
+    async def view_scheduled_task(self: Any, item: Any, interaction: Any) -> Any:
+        instrumentation = _instrumentation_for(interaction.client)
+        if instrumentation is None:
+            return await original(self, item, interaction)
+        _wrap_view_on_error(self, views)
+        return await instrumentation.run_interaction(
+            interaction, item_name(self, item), lambda: original(self, item, interaction)
+        )
+
+    return view_scheduled_task
+
+
+def _modal_wrapper(original: Any, views: weakref.WeakSet[Any]) -> Any:
+    """Every modal submission becomes a run."""
+
+    async def modal_scheduled_task(self: Any, interaction: Any, *args: Any) -> Any:
+        instrumentation = _instrumentation_for(interaction.client)
+        if instrumentation is None:
+            return await original(self, interaction, *args)
+        _wrap_view_on_error(self, views)
+        return await instrumentation.run_interaction(
+            interaction, item_name(self), lambda: original(self, interaction, *args)
+        )
+
+    return modal_scheduled_task
+
+
+def _loop_wrapper(original: Any) -> Any:
+    """A loop that ends in an error reports it, after the loop's own error handler ran."""
+
+    async def loop(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            await original(self, *args, **kwargs)
+        except Exception as exc:
+            instrumentation = _instrumentation_for(None)
+            if instrumentation is not None:
+                name = getattr(self.coro, "__qualname__", None) or repr(self.coro)
+                owner = getattr(self, "_injected", None)
+                cog = type(owner).__name__ if owner is not None else None
+                instrumentation.report_background(exc, "task", name, cog=cog)
+            raise
+
+    return loop
+
+
+def _response_slot(slot: Any) -> property:
+    """Time the first response of a run.
+
+    Every way of answering an interaction (message, defer, modal, edit, choices) ends by
+    setting ``_response_type``; wrapping the slot's descriptor sees the first one.
+    """
+
+    def get_response_type(self: Any) -> Any:
+        return slot.__get__(self, type(self))
+
+    def set_response_type(self: Any, value: Any) -> None:
+        slot.__set__(self, value)
+        if value is not None:
+            run = current_run.get()
+            if run is not None and run.first_response_ms is None:
+                run.first_response_ms = run.elapsed_ms()
+
+    return property(get_response_type, set_response_type)
+
+
 class ClassPatches:
     """The class-level wrappers, installed with the first cog and removed with the last."""
 
@@ -109,46 +179,24 @@ class ClassPatches:
         self._views: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def install(self) -> None:
-        """Wrap the views', modals' and loops' entry points."""
-        view_task = BaseView._scheduled_task  # noqa: SLF001 - every component callback
-        modal_task = Modal._scheduled_task  # noqa: SLF001 - every modal submission
-        loop_body = tasks.Loop._loop  # noqa: SLF001 - every discord.ext.tasks loop
-        views = self._views
-
-        async def view_scheduled_task(self: Any, item: Any, interaction: Any) -> Any:
-            instrumentation = _instrumentation_for(interaction.client)
-            if instrumentation is None:
-                return await view_task(self, item, interaction)
-            _wrap_view_on_error(self, views)
-            return await instrumentation.run_interaction(
-                interaction, item_name(self, item), lambda: view_task(self, item, interaction)
-            )
-
-        async def modal_scheduled_task(self: Any, interaction: Any, *args: Any) -> Any:
-            instrumentation = _instrumentation_for(interaction.client)
-            if instrumentation is None:
-                return await modal_task(self, interaction, *args)
-            _wrap_view_on_error(self, views)
-            return await instrumentation.run_interaction(
-                interaction, item_name(self), lambda: modal_task(self, interaction, *args)
-            )
-
-        async def loop(self: Any, *args: Any, **kwargs: Any) -> None:
-            try:
-                await loop_body(self, *args, **kwargs)
-            except Exception as exc:
-                instrumentation = _instrumentation_for(None)
-                if instrumentation is not None:
-                    name = getattr(self.coro, "__qualname__", None) or repr(self.coro)
-                    owner = getattr(self, "_injected", None)
-                    cog = type(owner).__name__ if owner is not None else None
-                    instrumentation.report_background(exc, "task", name, cog=cog)
-                raise
-
+        """Wrap the views', modals' and loops' entry points, and the response slot."""
         for owner, name, wrapper in (
-            (BaseView, "_scheduled_task", view_scheduled_task),
-            (Modal, "_scheduled_task", modal_scheduled_task),
-            (tasks.Loop, "_loop", loop),
+            (
+                BaseView,
+                "_scheduled_task",
+                _view_wrapper(BaseView.__dict__["_scheduled_task"], self._views),
+            ),
+            (
+                Modal,
+                "_scheduled_task",
+                _modal_wrapper(Modal.__dict__["_scheduled_task"], self._views),
+            ),
+            (tasks.Loop, "_loop", _loop_wrapper(tasks.Loop.__dict__["_loop"])),
+            (
+                discord.InteractionResponse,
+                "_response_type",
+                _response_slot(discord.InteractionResponse.__dict__["_response_type"]),
+            ),
         ):
             self._originals[(owner, name)] = owner.__dict__[name]
             setattr(owner, name, wrapper)

@@ -151,11 +151,12 @@ class SentryConnection:
                 # send_default_pii is left unset, which is False: setting it is deprecated
                 # in newer SDKs, and data_collection would switch the EventScrubber off.
                 trace_propagation_targets=[NOT_DISCORD_HOSTS],
-                before_send=self._before_send(None),
-                before_send_transaction=self._before_send_transaction(None),
             )
             self._client = sentry_sdk.get_client()
             self.mode = ClientMode.OWNED
+            # Set as options after init, as for a reused client: one code path, and it
+            # works on every SDK version whatever its init signature accepts.
+            self._chain_hooks(self._client)
         else:
             self.mode = ClientMode.LOCAL
         _log.info("Sentry cog started in %s mode", self.mode.value)
@@ -167,8 +168,9 @@ class SentryConnection:
         mode, self.mode = self.mode, ClientMode.LOCAL
         if client is None:
             return
+        # Events already captured went through the hooks; what is queued can go without.
+        self._unchain_hooks(client)
         if mode is ClientMode.EXTERNAL:
-            self._unchain_hooks(client)
             # The owner's client stays open; only wait for what we queued.
             await asyncio.to_thread(client.flush, FLUSH_TIMEOUT)
             return
@@ -206,12 +208,33 @@ class SentryConnection:
 
         return before_send_transaction
 
+    @staticmethod
+    def _before_send_metric(previous: EventHook | None) -> EventHook:
+        def before_send_metric(metric: Any, hint: Any) -> Any:
+            if previous is not None:
+                metric = previous(metric, hint)
+                if metric is None:
+                    return None
+            attributes = metric.get("attributes") if isinstance(metric, dict) else None
+            if isinstance(attributes, dict):
+                # The SDK copies the scope's user onto metrics recorded inside a command;
+                # SPEC.md: no user id is ever a metric attribute. Nothing else is dropped.
+                for key in [k for k in attributes if str(k).startswith("user.")]:
+                    del attributes[key]
+            return metric
+
+        return before_send_metric
+
     def _chain_hooks(self, client: Any) -> None:
         for name, factory in (
             ("before_send", self._before_send),
             ("before_send_transaction", self._before_send_transaction),
+            ("before_send_metric", self._before_send_metric),
         ):
             previous = client.options.get(name)
+            if previous is None and name == "before_send_metric":
+                # Older SDKs took this hook under _experiments; keep the owner's.
+                previous = (client.options.get("_experiments") or {}).get(name)
             hook = factory(previous)
             self._previous_hooks[name] = previous
             self._installed_hooks[name] = hook

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from tux_sentry_cog.core.client import SentryConnection, mark_reported
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator, normalize_message, safe_str
 from tux_sentry_cog.core.limits import MAX_NAME, clamp_context, clamp_tags, cut
 from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
+from tux_sentry_cog.core.reporters import ErrorMetricsReporter
 
 if TYPE_CHECKING:
     from tux_sentry_cog.core.classification import Classification, ErrorClassifier
@@ -39,6 +42,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: Fingerprints counted for the status report at most.
+MAX_GROUPS = 500
 
 #: ``exception.values[].mechanism.type`` of every error the cog captures.
 MECHANISM_TYPE = "tux_sentry_cog"
@@ -125,6 +131,7 @@ class ErrorReporter:
         active_runs: Returns the number of command runs in flight.
         scrub_text: Removes secrets and the run's sensitive strings from a text; the
             fingerprint goes through it, so a user's argument never names a group.
+        metrics: Records ``errors.total`` and ``error_handling.duration``.
     """
 
     def __init__(
@@ -139,6 +146,7 @@ class ErrorReporter:
         system_context: Callable[[], dict[str, Any]],
         active_runs: Callable[[], int],
         scrub_text: Callable[[str], str],
+        metrics: ErrorMetricsReporter | None = None,
     ) -> None:
         """Wire the reporter to its collaborators."""
         self._connection = connection
@@ -150,7 +158,10 @@ class ErrorReporter:
         self._system_context = system_context
         self._active_runs = active_runs
         self._scrub_text = scrub_text
+        self._metrics = metrics or ErrorMetricsReporter()
         self.stats = ReporterStats()
+        # Occurrences per fingerprint, for the status report's top groups.
+        self.groups: OrderedDict[str, int] = OrderedDict()
 
     def report(self, report: ErrorReport) -> Classification | None:
         """Classify, enrich and send ``report``; return its classification.
@@ -167,6 +178,7 @@ class ErrorReporter:
             return None
 
     def _report(self, report: ErrorReport) -> Classification | None:
+        started = time.perf_counter()
         error = report.error
         run = report.run
         if run is not None:
@@ -204,13 +216,35 @@ class ErrorReporter:
             self._send(report, classification, fingerprint, related, correlation_id)
         else:
             self._breadcrumb(error, classification, report.tags, correlation_id)
+        group = cut("|".join(fingerprint), MAX_NAME)
+        self._count_group(group)
+        self._metrics.record_error_metric(
+            error,
+            {
+                "command": {
+                    "type": report.tags.get("command.type"),
+                    "cog_name": report.tags.get("cog"),
+                },
+                "performance": {"error_handling_ms": (time.perf_counter() - started) * 1000},
+            },
+            classification,
+        )
         if self._capture_user_errors or not classification.user_caused:
             # Users mistyping a command fast is not a spike worth a message.
-            group = cut("|".join(fingerprint), MAX_NAME)
             count = self.spikes.record(group)
             if count is not None:
                 self._spike(error, report.tags, group, count)
         return classification
+
+    def _count_group(self, group: str) -> None:
+        self.groups[group] = self.groups.get(group, 0) + 1
+        self.groups.move_to_end(group)
+        if len(self.groups) > MAX_GROUPS:
+            self.groups.popitem(last=False)  # the group seen least recently
+
+    def top_groups(self, n: int = 5) -> list[tuple[str, int]]:
+        """The ``n`` most frequent fingerprints since load (among those still tracked)."""
+        return sorted(self.groups.items(), key=lambda item: item[1], reverse=True)[:n]
 
     def _spike(self, error: BaseException, tags: Mapping[str, str], group: str, count: int) -> None:
         command = tags.get("command.name", "unknown")

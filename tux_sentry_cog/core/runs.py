@@ -50,6 +50,7 @@ class CommandRun:
         transaction: The run's Sentry transaction, when one was started.
         db_queries: Database operations tracked during the run.
         source_id: The message or interaction id that started the run.
+        first_response_ms: When an interaction's first response went out, from the start.
     """
 
     name: str
@@ -66,6 +67,7 @@ class CommandRun:
     transaction: Any = None
     db_queries: int = 0
     source_id: int | None = None
+    first_response_ms: float | None = None
 
     def record_error(self, error: BaseException) -> None:
         """Remember ``error`` for reporting at the end of the run, once."""

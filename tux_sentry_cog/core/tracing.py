@@ -18,14 +18,13 @@ from typing import Any, Self, TypeVar, cast
 
 import sentry_sdk
 
-import _tux_sentry_cog_state as _state
+from tux_sentry_cog.core.reporters import BusinessMetricsReporter
 from tux_sentry_cog.core.runs import current_run
 
 __all__ = [
     "MAX_QUERY_CHARS",
     "DatabaseTransactionTracker",
     "TrackedOperation",
-    "record_metric",
     "track_database_operation",
     "track_external_api_call",
 ]
@@ -35,21 +34,8 @@ MAX_QUERY_CHARS = 500
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-_HTTP_OK_MIN = 200
-_HTTP_OK_MAX = 300
-
-
-def record_metric(
-    kind: str, name: str, value: float, unit: str | None, attributes: Mapping[str, str]
-) -> None:
-    """Hand a metric to the loaded cog's buffer; nothing happens when none is loaded."""
-    metrics = _state.active.get("metrics")
-    if metrics is None:
-        return
-    if kind == "count":
-        metrics.count(name, value, attributes)
-    else:
-        metrics.distribution(name, value, unit, attributes)
+#: Records into whatever cog is loaded when the operation finishes.
+_BUSINESS = BusinessMetricsReporter()
 
 
 class TrackedOperation:
@@ -128,22 +114,15 @@ class TrackedOperation:
 
     def _finish(self, duration_ms: float, exc: BaseException | None) -> None:
         span = self.span
+        status = self.status_code
         if self.kind == "database":
-            record_metric("count", "database.operations", 1, None, self.attributes)
-            record_metric(
-                "distribution", "database.duration", duration_ms, "millisecond", self.attributes
+            _BUSINESS.record_database_operation(
+                self.attributes["operation"], self.attributes["table"], duration_ms
             )
         else:
-            status = self.status_code
-            success = exc is None and (status is None or _HTTP_OK_MIN <= status < _HTTP_OK_MAX)
-            attributes = {
-                **self.attributes,
-                "status_code": str(status) if status is not None else "none",
-                "success": "true" if success else "false",
-            }
-            record_metric("count", "external_api.calls", 1, None, attributes)
-            record_metric(
-                "distribution", "external_api.duration", duration_ms, "millisecond", self.attributes
+            # A call that raised before any answer has no status: it counts as failed.
+            _BUSINESS.record_external_api_call(
+                self.attributes["service"], self.attributes["endpoint"], status, duration_ms
             )
             if span is not None and status is not None:
                 span.set_data("http.response.status_code", status)

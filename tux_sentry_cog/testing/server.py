@@ -162,7 +162,14 @@ class SentryEndpoint:
         items: list[tuple[str, Any]] = []
         for item in envelope.items:
             payload = item.payload
-            parsed: Any = payload.json if payload.json is not None else payload.bytes
+            parsed: Any = payload.json
+            if parsed is None:
+                # Metrics arrive as "application/vnd.sentry.items.trace-metric+json",
+                # which the SDK's parser leaves as bytes.
+                try:
+                    parsed = json.loads(payload.bytes or b"")
+                except (ValueError, TypeError):
+                    parsed = payload.bytes
             items.append((str(item.type), parsed))
         with self._lock:
             self.requests += 1

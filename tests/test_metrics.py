@@ -1,0 +1,125 @@
+"""Metrics through a real bot: what the SDK really sent, read back from the endpoint."""
+
+from __future__ import annotations
+
+import sentry_sdk
+
+from tux_sentry_cog import SentryCogConfig, record_user_activity
+
+
+def _attrs(metric):
+    """The metric's own attributes; the SDK adds dotted ones (sentry.release, ...)."""
+    raw = metric.get("attributes") or {}
+    return {key: value.get("value") for key, value in raw.items() if "." not in key}
+
+
+def _named(endpoint, name):
+    return [m for m in endpoint.metrics() if m["name"] == name]
+
+
+async def test_commands_errors_and_resources_are_counted_and_flushed_on_unload(
+    make_bot, sentry_endpoint
+):
+    harness = await make_bot()
+    for _ in range(3):
+        await harness.message("!ping")
+    await harness.message("!boom")
+    await harness.message("!add one 2")
+    await harness.message("!query bob@example.com")
+    await harness.slash("slash-ok", {"text": "hi"})
+    record_user_activity("message", harness.member.id, harness.member.guild.id)
+    cog = harness.bot.get_cog("Sentry")
+    await cog.telemetry.sample()
+    await harness.bot.unload_extension("tux_sentry_cog")  # the last flush, then close
+    endpoint = sentry_endpoint
+
+    executed = _named(endpoint, "tux.commands.executed")
+    assert sum(m["value"] for m in executed) == 7
+    by_status = {}
+    for metric in executed:
+        attrs = _attrs(metric)
+        key = (attrs["command_name"], attrs["status"])
+        by_status[key] = by_status.get(key, 0) + metric["value"]
+    assert by_status == {
+        ("ping", "ok"): 3,
+        ("boom", "internal_error"): 1,
+        ("add", "invalid_argument"): 1,
+        ("query", "ok"): 1,
+        ("slash-ok", "ok"): 1,
+    }
+    assert all(m["type"] == "counter" for m in executed)
+    durations = _named(endpoint, "tux.commands.duration")
+    assert len(durations) == 7
+    assert all(m["unit"] == "millisecond" and m["value"] >= 0 for m in durations)
+    tiers = {_attrs(m)["performance_tier"] for m in _named(endpoint, "tux.command.performance")}
+    assert tiers == {"fast"}
+
+    errors = _named(endpoint, "tux.errors.total")
+    assert sorted((_attrs(m)["error_category"], _attrs(m)["severity"]) for m in errors) == [
+        ("internal", "error"),
+        ("user_input", "info"),
+    ]
+    assert all(_attrs(m)["command_type"] == "prefix" for m in errors)
+    rate = _named(endpoint, "tux.errors.rate")
+    assert rate and _attrs(rate[-1]) == {"time_window": "1m"} and rate[-1]["value"] == 2.0
+
+    assert [_attrs(m)["table"] for m in _named(endpoint, "tux.database.operations")]
+    [api] = _named(endpoint, "tux.external_api.calls")
+    assert _attrs(api)["status_code"] == "503" and _attrs(api)["success"] == "false"
+    [activity] = _named(endpoint, "tux.user_activity")
+    assert _attrs(activity) == {
+        "activity_type": "message",
+        "guild_id": str(harness.member.guild.id),
+    }
+    [response] = _named(endpoint, "tux.interactions.response_time")
+    assert _attrs(response) == {"interaction_type": "slash"}
+    assert 0 <= response["value"] < 1000
+
+    [memory] = _named(endpoint, "tux.system.memory_usage")
+    assert memory["unit"] == "mebibyte" and memory["value"] > 0
+    assert _named(endpoint, "tux.system.event_loop_lag")
+
+    user_ids = {str(m.id) for m in harness.bot.users}
+    for metric in endpoint.metrics():
+        raw = metric.get("attributes") or {}
+        assert not any(key.startswith("user") for key in raw), metric
+        values = {str(value.get("value")) for value in raw.values()}
+        assert not (values & user_ids), metric
+
+
+async def test_prefix_is_configurable(make_bot, sentry_endpoint):
+    harness = await make_bot(metric_prefix="mybot")
+    await harness.message("!ping")
+    await harness.bot.unload_extension("tux_sentry_cog")
+    names = {m["name"] for m in sentry_endpoint.metrics()}
+    assert "mybot.commands.executed" in names
+    assert not any(name.startswith("tux.") for name in names)
+
+
+async def test_the_bots_own_metrics_never_carry_the_user(make_bot, sentry_endpoint):
+    # With PII on in the owner's client, the SDK copies the scope's user (the cog sets it
+    # for each command) onto every metric recorded inside the command.
+    sentry_sdk.init(dsn=sentry_endpoint.dsn, send_default_pii=True)
+    harness = await make_bot(SentryCogConfig())
+
+    @harness.bot.command()
+    async def own(ctx):
+        # Inside a command the scope holds the user; the SDK would copy it onto metrics.
+        sentry_sdk.metrics.count("bot.custom", 1, attributes={"kind": "own"})
+
+    await harness.message("!own")
+    await harness.bot.unload_extension("tux_sentry_cog")
+    sentry_sdk.flush()
+    [custom] = [m for m in sentry_endpoint.metrics() if m["name"] == "bot.custom"]
+    assert _attrs(custom) == {"kind": "own"}
+    assert not any(key.startswith("user") for key in custom["attributes"])
+
+
+async def test_local_mode_counts_without_sending(make_bot, sentry_endpoint):
+    harness = await make_bot(SentryCogConfig())
+    await harness.message("!ping")
+    cog = harness.bot.get_cog("Sentry")
+    assert await cog.telemetry.flush() == 0
+    assert cog.telemetry.flushes == 1
+    await harness.bot.unload_extension("tux_sentry_cog")
+    assert sentry_endpoint.requests == 0

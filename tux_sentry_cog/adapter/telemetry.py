@@ -1,0 +1,264 @@
+"""The cog's background work: metric flushes, resource samples, performance and gateway.
+
+Two ``discord.ext.tasks`` loops, started on load and stopped on unload:
+
+- the flush loop (``TUX_SENTRY_FLUSH_INTERVAL``) drains the metrics buffer and sends it
+  through the SDK in chunks (:func:`~tux_sentry_cog.core.metrics.emit`), adding the
+  ``errors.rate`` gauge; it runs a last time on unload, so nothing buffered is lost;
+- the resource loop (``TUX_SENTRY_RESOURCE_INTERVAL``) samples memory, CPU, threads,
+  open files, asyncio tasks, event-loop lag and gateway latency per shard, records the
+  gauges, and raises ``High resource usage`` when a threshold is exceeded three samples
+  in a row.
+
+Both loops catch and log every fault: a failing psutil call degrades one figure, a
+failing flush loses that interval's metrics, and neither stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from discord.ext import tasks
+
+import _tux_sentry_cog_state as _state
+from tux_sentry_cog.core.limits import clamp_tags
+from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter, emit
+from tux_sentry_cog.core.performance import PerformanceMonitor, ResourceWatch
+from tux_sentry_cog.core.reporters import BusinessMetricsReporter, ErrorMetricsReporter
+from tux_sentry_cog.core.resources import ResourceSample, ResourceSampler
+
+if TYPE_CHECKING:
+    from discord.ext import commands
+
+    from tux_sentry_cog.adapter.context import SourceInfo
+    from tux_sentry_cog.config import SentryCogConfig
+    from tux_sentry_cog.core.client import SentryConnection
+    from tux_sentry_cog.core.performance import PerformanceAnomaly, ResourceAlert
+    from tux_sentry_cog.core.runs import CommandRun
+
+__all__ = ["MAX_VALUES_PER_KEY", "Telemetry"]
+
+_log = logging.getLogger(__name__)
+
+#: Kept values per distribution series and flush interval. A busy command keeps a
+#: uniform sample of its durations; its exact count is in ``commands.executed``. This
+#: bounds a full flush to what the SDK can send without stalling the bot.
+MAX_VALUES_PER_KEY = 50
+
+#: Gateway events kept for the status report.
+MAX_GATEWAY_EVENTS = 20
+
+_INTERACTION_TYPES = frozenset({"slash", "context_menu", "component", "modal", "hybrid"})
+
+
+class Telemetry:
+    """Metrics, performance baselines, resources and gateway health of one bot.
+
+    Args:
+        bot: The bot.
+        config: The cog's configuration.
+        connection: The Sentry connection (metrics are sent only when it is active).
+    """
+
+    def __init__(
+        self, bot: commands.Bot, config: SentryCogConfig, connection: SentryConnection
+    ) -> None:
+        """Create every part; the loops start with :meth:`start`."""
+        self.bot = bot
+        self.config = config
+        self.connection = connection
+        self.buffer = MetricsBuffer(max_values_per_key=MAX_VALUES_PER_KEY)
+        self.error_window = SlidingWindowCounter(window_seconds=300, bucket_seconds=1)
+        self.errors = ErrorMetricsReporter(self.buffer, self.error_window)
+        self.business = BusinessMetricsReporter(self.buffer)
+        self.performance = PerformanceMonitor()
+        self.sampler = ResourceSampler()
+        self.watch = ResourceWatch(config.memory_threshold_mb, config.cpu_threshold_percent)
+        self.last_sample: ResourceSample | None = None
+        self.gateway_events: deque[str] = deque(maxlen=MAX_GATEWAY_EVENTS)
+        self.flushes = 0
+        self.flush_failures = 0
+        self.emitted = 0
+        self._flush_loop = tasks.loop(seconds=config.flush_interval)(self._flush)
+        self._resource_loop = tasks.loop(seconds=config.resource_interval)(self._sample)
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Publish the buffer for the bot's own code and start both loops."""
+        _state.active["metrics"] = self.buffer
+        _state.active["error_window"] = self.error_window
+        self._flush_loop.start()
+        self._resource_loop.start()
+
+    async def stop(self) -> None:
+        """Stop the loops and flush what is left, before the client is closed."""
+        for loop in (self._flush_loop, self._resource_loop):
+            loop.cancel()
+        if _state.active.get("metrics") is self.buffer:
+            _state.active.pop("metrics", None)
+            _state.active.pop("error_window", None)
+        await self.flush()
+
+    # per command ---------------------------------------------------------------------
+
+    def command_finished(self, run: CommandRun, info: SourceInfo, status: str) -> None:
+        """Record a finished run's metrics and check it against its baseline."""
+        if not info.known:
+            return
+        duration = run.elapsed_ms()
+        self.errors.record_command_metrics(
+            {
+                "name": run.name,
+                "type": run.command_type,
+                "cog_name": run.cog,
+                "status": status,
+                "response_time": duration,
+            }
+        )
+        if run.first_response_ms is not None and run.command_type in _INTERACTION_TYPES:
+            self.buffer.distribution(
+                "interactions.response_time",
+                run.first_response_ms,
+                "millisecond",
+                {"interaction_type": run.command_type},
+            )
+        anomaly = self.performance.track_command_performance(run.name, duration)
+        if anomaly is not None:
+            self._anomaly(anomaly, info)
+
+    def _anomaly(self, anomaly: PerformanceAnomaly, info: SourceInfo) -> None:
+        if not self.connection.active:
+            return
+        sentry_sdk.capture_event(
+            {
+                "message": f"Performance anomaly: {anomaly.command}",
+                "level": "warning",
+                "fingerprint": ["performance-anomaly", anomaly.command],
+                "tags": clamp_tags({**info.tags(), "performance.anomaly": "yes"}),
+                "contexts": {"performance_anomaly": anomaly.as_context()},
+            }
+        )
+
+    # gateway --------------------------------------------------------------------------
+
+    def gateway_event(self, kind: str, shard_id: int | None = None) -> None:
+        """Note a disconnect, resume or reconnect: a breadcrumb, and the status report."""
+        where = f"shard {shard_id}" if shard_id is not None else "gateway"
+        self.gateway_events.append(f"{time.strftime('%H:%M:%S')} {kind} ({where})")
+        if self.connection.active:
+            sentry_sdk.add_breadcrumb(
+                category="gateway", level="info", message=f"{kind} ({where})"
+            )
+
+    def latencies_ms(self) -> dict[int | None, float]:
+        """Gateway latency per shard, in milliseconds (``None`` for an unsharded bot)."""
+        latencies: dict[int | None, float] = {}
+        shard_latencies = getattr(self.bot, "latencies", None)
+        if getattr(self.bot, "shard_count", None) and isinstance(shard_latencies, list):
+            for shard_id, latency in shard_latencies:
+                if math.isfinite(latency):  # NaN or inf before the first heartbeat
+                    latencies[shard_id] = round(latency * 1000, 1)
+            return latencies
+        latency = self.bot.latency
+        if math.isfinite(latency):
+            latencies[None] = round(latency * 1000, 1)
+        return latencies
+
+    # loops --------------------------------------------------------------------------
+
+    async def flush(self) -> int:
+        """Drain the buffer and send it; return the number of items sent."""
+        try:
+            self.buffer.gauge(
+                "errors.rate",
+                self.error_window.rate_per_minute(60),
+                None,
+                {"time_window": "1m"},
+            )
+            batch = self.buffer.drain()
+            self.flushes += 1
+            if not self.connection.active:
+                return 0  # local mode: the counters feed the status report only
+            sent = await emit(batch, self.config.metric_prefix)
+            self.emitted += sent
+            return sent
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.flush_failures += 1
+            _log.exception("tux_sentry_cog could not flush metrics")
+            return 0
+
+    async def _flush(self) -> None:
+        if self._flush_loop.current_loop == 0:
+            return  # tasks.loop runs at once on start; the first flush is one interval in
+        await self.flush()
+
+    async def _sample(self) -> None:
+        try:
+            await self.sample()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("tux_sentry_cog could not sample resources")
+
+    async def sample(self) -> ResourceSample:
+        """Take one resource sample, record its gauges and watch the thresholds."""
+        started = time.perf_counter()
+        await asyncio.sleep(0)
+        lag_ms = (time.perf_counter() - started) * 1000
+        sample = self.sampler.sample()
+        sample.event_loop_lag_ms = round(lag_ms, 3)
+        with contextlib.suppress(RuntimeError):
+            sample.asyncio_tasks = len(asyncio.all_tasks())
+        self.last_sample = sample
+        buffer = self.buffer
+        if sample.memory_mb is not None:
+            buffer.gauge("system.memory_usage", sample.memory_mb, "mebibyte")
+        if sample.cpu_percent is not None:
+            buffer.gauge("system.cpu_usage", sample.cpu_percent, "percent")
+        buffer.gauge("system.event_loop_lag", sample.event_loop_lag_ms, "millisecond")
+        for shard_id, latency in self.latencies_ms().items():
+            buffer.gauge(
+                "gateway.latency",
+                latency,
+                "millisecond",
+                {"shard_id": str(shard_id) if shard_id is not None else "none"},
+            )
+        alert = self.watch.observe(sample.memory_mb, sample.cpu_percent)
+        if self.watch.above and self.connection.active:
+            sentry_sdk.add_breadcrumb(
+                category="performance",
+                level="warning",
+                message="High resource usage detected",
+                data={"memory_mb": sample.memory_mb, "cpu_percent": sample.cpu_percent},
+            )
+        if alert is not None:
+            self._resource_alert(alert, sample)
+        return sample
+
+    def _resource_alert(self, alert: ResourceAlert, sample: ResourceSample) -> None:
+        if not self.connection.active:
+            return
+        context: dict[str, Any] = {
+            **alert.as_context(),
+            "threads": sample.threads,
+            "open_files": sample.open_files,
+            "asyncio_tasks": sample.asyncio_tasks,
+        }
+        sentry_sdk.capture_event(
+            {
+                "message": "High resource usage",
+                "level": "warning",
+                "fingerprint": ["high-resource-usage"],
+                "contexts": {"resources": context},
+            }
+        )

@@ -1,0 +1,210 @@
+"""The plan's metric reporters, recording into the loaded cog's buffer.
+
+SPEC.md's metric names and attributes live here, each built in one place and in one
+fixed attribute order (the buffer keys series by that order). Constructed with no
+arguments they record into the buffer of the cog that is loaded; with no cog loaded they
+do nothing, at the cost of a dict lookup. No user id ever becomes an attribute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import _tux_sentry_cog_state as _state
+from tux_sentry_cog.core.performance import performance_tier
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tux_sentry_cog.core.classification import Classification
+    from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter
+
+__all__ = ["BusinessMetricsReporter", "ErrorMetricsReporter", "record_user_activity"]
+
+_MS = "millisecond"
+_HTTP_OK_MIN = 200
+_HTTP_OK_MAX = 300
+
+
+def _buffer(explicit: MetricsBuffer | None) -> MetricsBuffer | None:
+    if explicit is not None:
+        return explicit
+    found: MetricsBuffer | None = _state.active.get("metrics")
+    return found
+
+
+def _section(context: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = context.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+class ErrorMetricsReporter:
+    """Error and command metrics (the plan's ``ErrorMetricsReporter``).
+
+    Args:
+        buffer: Where to record; the loaded cog's buffer when not given.
+        window: Error counts for ``errors.rate``; the loaded cog's when not given.
+    """
+
+    def __init__(
+        self, buffer: MetricsBuffer | None = None, window: SlidingWindowCounter | None = None
+    ) -> None:
+        """Bind to a buffer, or to whatever cog is loaded at recording time."""
+        self._buffer = buffer
+        self._window = window
+
+    def record_error_metric(
+        self,
+        error: BaseException,
+        context: Mapping[str, Any],
+        classification: Classification | None = None,
+    ) -> None:
+        """Count one error (``errors.total``) and feed the error-rate window.
+
+        Args:
+            error: The original exception.
+            context: Event-shaped context: ``command.type`` and ``command.cog_name`` are
+                read; ``performance.response_time_ms`` becomes ``error_handling.duration``.
+            classification: Category and severity; ``internal``/``error`` if not given.
+        """
+        buffer = _buffer(self._buffer)
+        if buffer is None:
+            return
+        command = _section(context, "command")
+        category = classification.category.value if classification else "internal"
+        severity = classification.severity.label if classification else "error"
+        error_type = type(error).__name__
+        buffer.count(
+            "errors.total",
+            1,
+            {
+                "error_type": error_type,
+                "error_category": category,
+                "severity": severity,
+                "command_type": str(command.get("type") or "unknown"),
+                "cog_name": str(command.get("cog_name") or "none"),
+            },
+        )
+        window = self._window or _state.active.get("error_window")
+        if window is not None:
+            window.add()
+        handling = _section(context, "performance").get("error_handling_ms")
+        if isinstance(handling, int | float):
+            buffer.distribution(
+                "error_handling.duration",
+                float(handling),
+                _MS,
+                {"error_type": error_type, "severity": severity},
+            )
+
+    def record_command_metrics(self, command_context: Mapping[str, Any]) -> None:
+        """Count one command run and record its duration and performance tier.
+
+        ``command_context`` holds ``name``, ``type``, ``cog_name``, ``status`` and
+        ``response_time`` (milliseconds), as in the plan.
+        """
+        buffer = _buffer(self._buffer)
+        if buffer is None:
+            return
+        name = str(command_context.get("name") or "unknown")
+        command_type = str(command_context.get("type") or "unknown")
+        buffer.count(
+            "commands.executed",
+            1,
+            {
+                "command_name": name,
+                "command_type": command_type,
+                "cog_name": str(command_context.get("cog_name") or "none"),
+                "status": str(command_context.get("status") or "ok"),
+            },
+        )
+        duration = command_context.get("response_time")
+        if isinstance(duration, int | float):
+            buffer.distribution(
+                "commands.duration",
+                float(duration),
+                _MS,
+                {"command_name": name, "command_type": command_type},
+            )
+            buffer.distribution(
+                "command.performance",
+                float(duration),
+                _MS,
+                {"command_name": name, "performance_tier": performance_tier(float(duration))},
+            )
+
+    def error_rate(self, last_seconds: float = 60.0) -> float:
+        """Errors per minute over the last ``last_seconds``."""
+        window = self._window or _state.active.get("error_window")
+        return float(window.rate_per_minute(last_seconds)) if window is not None else 0.0
+
+
+class BusinessMetricsReporter:
+    """Activity, database and external-API metrics (the plan's ``BusinessMetricsReporter``).
+
+    Args:
+        buffer: Where to record; the loaded cog's buffer when not given.
+    """
+
+    def __init__(self, buffer: MetricsBuffer | None = None) -> None:
+        """Bind to a buffer, or to whatever cog is loaded at recording time."""
+        self._buffer = buffer
+
+    def record_user_activity(
+        self, activity_type: str, user_id: int | None, guild_id: int | None = None
+    ) -> None:
+        """Count one activity (``user_activity``) by type and guild.
+
+        ``user_id`` is taken for the plan's signature and never becomes an attribute: a
+        per-user series would be unbounded and personal.
+        """
+        buffer = _buffer(self._buffer)
+        if buffer is None:
+            return
+        del user_id
+        buffer.count(
+            "user_activity",
+            1,
+            {
+                "activity_type": activity_type,
+                "guild_id": str(guild_id) if guild_id is not None else "dm",
+            },
+        )
+
+    def record_database_operation(self, operation: str, table: str, duration: float) -> None:
+        """Count one database operation and record its duration (milliseconds)."""
+        buffer = _buffer(self._buffer)
+        if buffer is None:
+            return
+        attributes = {"operation": operation, "table": table}
+        buffer.count("database.operations", 1, attributes)
+        buffer.distribution("database.duration", duration, _MS, attributes)
+
+    def record_external_api_call(
+        self, service: str, endpoint: str, status_code: int | None, duration: float
+    ) -> None:
+        """Count one call to another service and record its duration (milliseconds)."""
+        buffer = _buffer(self._buffer)
+        if buffer is None:
+            return
+        success = status_code is not None and _HTTP_OK_MIN <= status_code < _HTTP_OK_MAX
+        buffer.count(
+            "external_api.calls",
+            1,
+            {
+                "service": service,
+                "endpoint": endpoint,
+                "status_code": str(status_code) if status_code is not None else "none",
+                "success": "true" if success else "false",
+            },
+        )
+        buffer.distribution(
+            "external_api.duration", duration, _MS, {"service": service, "endpoint": endpoint}
+        )
+
+
+def record_user_activity(
+    activity_type: str, user_id: int | None, guild_id: int | None = None
+) -> None:
+    """Count one user activity into the loaded cog's metrics (no-op when none is loaded)."""
+    BusinessMetricsReporter().record_user_activity(activity_type, user_id, guild_id)

@@ -1,0 +1,86 @@
+"""What ``/sentry status`` shows, as plain values: the core's snapshot of itself.
+
+The cog fills a :class:`StatusSnapshot` from its parts; the embed is built from the
+snapshot by a pure function, so both are testable without Discord.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["AnomalySummary", "SlowCommand", "StatusSnapshot"]
+
+
+@dataclass(frozen=True, slots=True)
+class SlowCommand:
+    """A command's baseline, for the Performance field."""
+
+    name: str
+    p50_ms: float
+    p95_ms: float
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalySummary:
+    """A recent performance anomaly."""
+
+    command: str
+    observed_ms: float
+    baseline_p50_ms: float
+    seconds_ago: float
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSnapshot:
+    """Everything the status embed shows, read at one moment.
+
+    Attributes:
+        mode: ``external`` (the bot's client), ``owned`` (the cog's) or ``local``.
+        dsn_host: Host of the DSN; never the key.
+        environment: Sentry environment.
+        release: Sentry release.
+        sample_rate: Traces sample rate in force, if tracing is on.
+        commands_executed: Command runs finished since load.
+        commands_failed: Runs that ended with an error.
+        error_rate_1m: Errors per minute over the last minute.
+        error_rate_5m: Errors per minute over the last five minutes.
+        errors_reported: Errors the cog took (sent or not).
+        errors_sent: Error events sent to Sentry.
+        last_event_id: Id of the last event sent.
+        top_groups: Up to five ``(fingerprint, count)``, most frequent first.
+        slowest: Slowest commands by p95.
+        anomalies: Recent performance anomalies.
+        memory_mb: Resident memory, MiB.
+        cpu_percent: CPU of the process, percent of one core.
+        event_loop_lag_ms: Last measured event-loop lag.
+        uptime_s: Seconds since the cog loaded.
+        gateway_latency_ms: Latency per shard (``None`` for an unsharded bot).
+        gateway_events: Recent gateway disconnects, resumes and reconnects.
+        transport_problem: What is wrong with sending to Sentry, if anything.
+        instrumentation_faults: Faults inside the cog, logged and swallowed.
+    """
+
+    mode: str
+    dsn_host: str | None = None
+    environment: str | None = None
+    release: str | None = None
+    sample_rate: float | None = None
+    commands_executed: int = 0
+    commands_failed: int = 0
+    error_rate_1m: float = 0.0
+    error_rate_5m: float = 0.0
+    errors_reported: int = 0
+    errors_sent: int = 0
+    last_event_id: str | None = None
+    top_groups: tuple[tuple[str, int], ...] = ()
+    slowest: tuple[SlowCommand, ...] = ()
+    anomalies: tuple[AnomalySummary, ...] = ()
+    memory_mb: float | None = None
+    cpu_percent: float | None = None
+    event_loop_lag_ms: float | None = None
+    uptime_s: float = 0.0
+    gateway_latency_ms: dict[int | None, float] = field(default_factory=dict)
+    gateway_events: tuple[str, ...] = ()
+    transport_problem: str | None = None
+    instrumentation_faults: int = 0
