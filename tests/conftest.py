@@ -66,6 +66,14 @@ class Sample(commands.Cog):
     async def boom(self, ctx: commands.Context[Any], *, text: str = "") -> None:
         raise RuntimeError(f"boom for user {ctx.author.id}")
 
+    @commands.group()
+    async def tools(self, ctx: commands.Context[Any]) -> None:
+        return None
+
+    @tools.command()
+    async def hammer(self, ctx: commands.Context[Any]) -> None:
+        raise IsADirectoryError("the hammer broke")
+
     @commands.command()
     async def leak(self, ctx: commands.Context[Any], *, text: str) -> None:
         # Everything a careless bot could put in an exception: the token, the text, and

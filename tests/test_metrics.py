@@ -61,11 +61,14 @@ async def test_commands_errors_and_resources_are_counted_and_flushed_on_unload(
     ]
     assert all(_attrs(m)["command_type"] == "prefix" for m in errors)
     rate = _named(endpoint, "tux.errors.rate")
-    assert rate and _attrs(rate[-1]) == {"time_window": "1m"} and rate[-1]["value"] == 2.0
+    assert rate
+    assert _attrs(rate[-1]) == {"time_window": "1m"}
+    assert rate[-1]["value"] == 2.0
 
     assert [_attrs(m)["table"] for m in _named(endpoint, "tux.database.operations")]
     [api] = _named(endpoint, "tux.external_api.calls")
-    assert _attrs(api)["status_code"] == "503" and _attrs(api)["success"] == "false"
+    assert _attrs(api)["status_code"] == "503"
+    assert _attrs(api)["success"] == "false"
     [activity] = _named(endpoint, "tux.user_activity")
     assert _attrs(activity) == {
         "activity_type": "message",
@@ -76,7 +79,8 @@ async def test_commands_errors_and_resources_are_counted_and_flushed_on_unload(
     assert 0 <= response["value"] < 1000
 
     [memory] = _named(endpoint, "tux.system.memory_usage")
-    assert memory["unit"] == "mebibyte" and memory["value"] > 0
+    assert memory["unit"] == "mebibyte"
+    assert memory["value"] > 0
     assert _named(endpoint, "tux.system.event_loop_lag")
 
     user_ids = {str(m.id) for m in harness.bot.users}

@@ -152,3 +152,15 @@ async def test_a_parent_trace_decides_sampling(make_bot, sentry_flush, sentry_en
     # The command continues the bot's own trace and follows its sampling decision.
     assert ping["contexts"]["trace"]["trace_id"] == outer.trace_id
     assert ping["contexts"]["trace"]["parent_span_id"] == outer.span_id
+
+
+async def test_subcommands_are_named_by_their_qualified_name(make_bot, sentry_flush):
+    harness = await make_bot()
+    await harness.message("!tools hammer")
+    endpoint = sentry_flush()
+    [event] = [e for e in endpoint.events() if "exception" in e]
+    assert event["tags"]["command.name"] == "tools hammer"
+    assert event["contexts"]["command"]["name"] == "tools hammer"
+    [transaction] = endpoint.transactions()
+    assert transaction["transaction"] == "tools hammer"
+    assert transaction["tags"]["command.name"] == "tools hammer"

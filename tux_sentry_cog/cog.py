@@ -8,6 +8,7 @@ opened itself. Nothing is left behind, so ``reload_extension`` is safe.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import discord
@@ -17,6 +18,7 @@ from sentry_sdk.integrations.logging import ignore_logger
 from tux_sentry_cog.adapter.context import SentryContextCollector
 from tux_sentry_cog.adapter.errors import make_classifier
 from tux_sentry_cog.adapter.hooks import BotInstrumentation
+from tux_sentry_cog.adapter.telemetry import Telemetry
 from tux_sentry_cog.config import SentryCogConfig, resolve_config
 from tux_sentry_cog.core.client import SentryConnection
 from tux_sentry_cog.core.fingerprint import DEFAULT_IGNORED_MODULES, ErrorFingerprintGenerator
@@ -24,7 +26,9 @@ from tux_sentry_cog.core.related import RelatedErrorDetector
 from tux_sentry_cog.core.reporter import ErrorReporter
 from tux_sentry_cog.core.scrubbing import Scrubber
 from tux_sentry_cog.core.spikes import SpikeDetector
+from tux_sentry_cog.core.status import AnomalySummary, SlowCommand, StatusSnapshot
 from tux_sentry_cog.core.system import SystemInfo
+from tux_sentry_cog.status import StatusCommands
 
 __all__ = ["SentryCog", "setup"]
 
@@ -37,7 +41,7 @@ _PACKAGE_LOGGER = "tux_sentry_cog*"
 IGNORED_MODULES = (*DEFAULT_IGNORED_MODULES, "discord")
 
 
-class SentryCog(commands.Cog, name="Sentry"):
+class SentryCog(StatusCommands, name="Sentry"):
     """Sentry observability for the bot it is added to.
 
     Args:
@@ -57,6 +61,7 @@ class SentryCog(commands.Cog, name="Sentry"):
             framework_version=discord.__version__,
         )
         self.collector = SentryContextCollector(send_pii=self.config.send_pii, system=self.system)
+        self.telemetry = Telemetry(bot, self.config, self.connection)
         self.reporter = ErrorReporter(
             connection=self.connection,
             classifier=make_classifier(),
@@ -67,6 +72,7 @@ class SentryCog(commands.Cog, name="Sentry"):
             system_context=self.system.snapshot,
             active_runs=lambda: self.instrumentation.active_runs,
             scrub_text=self.scrubber.scrub_text,
+            metrics=self.telemetry.errors,
         )
         self.instrumentation = BotInstrumentation(
             bot,
@@ -74,6 +80,7 @@ class SentryCog(commands.Cog, name="Sentry"):
             reporter=self.reporter,
             collector=self.collector,
             send_pii=self.config.send_pii,
+            on_run_end=self.telemetry.command_finished,
         )
 
     def _secrets(self) -> list[str]:
@@ -92,15 +99,95 @@ class SentryCog(commands.Cog, name="Sentry"):
         self.connection.start()
         try:
             self.instrumentation.install()
+            self.telemetry.start()
         except Exception:
             self.instrumentation.uninstall()
             await self.connection.stop()
             raise
 
     async def cog_unload(self) -> None:
-        """Unwrap, flush off the event loop, and close what the cog opened."""
+        """Unwrap, flush the metrics, then flush and close the client, off the loop."""
         self.instrumentation.uninstall()
-        await self.connection.stop()
+        try:
+            await self.telemetry.stop()
+        finally:
+            await self.connection.stop()
+
+    # gateway health: breadcrumbs (info, not errors) and the status report --------------
+
+    @commands.Cog.listener()
+    async def on_disconnect(self) -> None:
+        """The gateway connection dropped."""
+        self.telemetry.gateway_event("disconnect")
+
+    @commands.Cog.listener()
+    async def on_resumed(self) -> None:
+        """The gateway session resumed."""
+        self.telemetry.gateway_event("resume")
+
+    @commands.Cog.listener()
+    async def on_connect(self) -> None:
+        """Connected (again) to the gateway."""
+        self.telemetry.gateway_event("connect")
+
+    @commands.Cog.listener()
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        """A shard's gateway connection dropped."""
+        self.telemetry.gateway_event("disconnect", shard_id)
+
+    @commands.Cog.listener()
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        """A shard's session resumed."""
+        self.telemetry.gateway_event("resume", shard_id)
+
+    @commands.Cog.listener()
+    async def on_shard_connect(self, shard_id: int) -> None:
+        """A shard connected (again)."""
+        self.telemetry.gateway_event("connect", shard_id)
+
+    # status -----------------------------------------------------------------------------
+
+    def status_snapshot(self) -> StatusSnapshot:
+        """Everything ``/sentry status`` shows, read now."""
+        client = self.connection.client
+        options: dict[str, Any] = client.options if client is not None else {}
+        stats = self.reporter.stats
+        sample = self.telemetry.last_sample
+        performance = self.telemetry.performance
+        now = time.monotonic()
+        return StatusSnapshot(
+            mode=str(self.connection.mode.value),
+            dsn_host=self.connection.dsn_host,
+            environment=options.get("environment") or self.config.environment,
+            release=options.get("release") or self.config.release,
+            sample_rate=options.get("traces_sample_rate") if client is not None else None,
+            commands_executed=self.instrumentation.completed_runs,
+            commands_failed=self.instrumentation.failed_runs,
+            error_rate_1m=self.telemetry.error_window.rate_per_minute(60),
+            error_rate_5m=self.telemetry.error_window.rate_per_minute(300),
+            errors_reported=stats.reported,
+            errors_sent=stats.sent,
+            last_event_id=stats.last_event_id,
+            top_groups=tuple(self.reporter.top_groups(5)),
+            slowest=tuple(
+                SlowCommand(name, baseline.p50_ms, baseline.p95_ms, baseline.samples)
+                for name, baseline in performance.slowest(5)
+            ),
+            anomalies=tuple(
+                AnomalySummary(
+                    a.command, a.observed_ms, a.baseline_p50_ms, max(0.0, now - a.detected_at)
+                )
+                for a in performance.recent_anomalies(5)
+            ),
+            memory_mb=sample.memory_mb if sample else self.system.memory_mb(),
+            cpu_percent=sample.cpu_percent if sample else None,
+            event_loop_lag_ms=sample.event_loop_lag_ms if sample else None,
+            uptime_s=self.system.uptime_s(),
+            gateway_latency_ms=self.telemetry.latencies_ms(),
+            gateway_events=tuple(self.telemetry.gateway_events),
+            transport_problem=self.connection.transport_problem(),
+            instrumentation_faults=stats.failures + self.telemetry.flush_failures,
+        )
 
 
 def _bot_version(bot: Any) -> str | None:

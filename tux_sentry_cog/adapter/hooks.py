@@ -109,6 +109,32 @@ def _source_id(source: ContextOrInteraction) -> int | None:
     return source.id
 
 
+def _resolved(run: CommandRun, info: SourceInfo, source: ContextOrInteraction) -> SourceInfo:
+    """The run's info with the subcommand discord.py resolved while invoking.
+
+    ``bot.invoke`` sees the group (``sentry``); the leaf (``sentry test``) is known only
+    once the group has parsed its arguments, so names are settled at the end of the run.
+    """
+    if not isinstance(source, commands.Context) or source.command is None:
+        return info
+    name = source.command.qualified_name
+    if name == info.name:
+        return info
+    run.name = name
+    # The subcommand's name was taken for an argument word at the start; it is not the
+    # user's text, and scrubbing it would blank the command's own name.
+    words = set(name.split())
+    run.sensitive = tuple(s for s in run.sensitive if s not in words)
+    transaction = run.transaction
+    try:
+        if transaction is not None:
+            transaction.name = name
+        sentry_sdk.get_isolation_scope().set_tag("command.name", name)
+    except Exception:
+        _log.debug("could not rename the run", exc_info=True)
+    return dataclasses.replace(info, name=name, cog=source.command.cog_name)
+
+
 def _has_local_handler(source: ContextOrInteraction) -> bool:
     """True when the bot's own command- or cog-level handler saw the error."""
     if isinstance(source, commands.Context):
@@ -383,7 +409,7 @@ class BotInstrumentation:
             run.record_error(unwrap_error(exc))
             raise
         finally:
-            self._settle(run, info, source)
+            self._settle(run, _resolved(run, info, source), source)
 
     async def _run_traced(
         self,
@@ -417,6 +443,7 @@ class BotInstrumentation:
                     run.record_error(unwrap_error(exc))
                 raise
             finally:
+                info = _resolved(run, info, source)
                 # Before the errors are reported, so their events show how the run ended.
                 sentry_sdk.add_breadcrumb(
                     category="command",

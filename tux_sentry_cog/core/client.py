@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,9 @@ NOT_DISCORD_HOSTS = (
     r"^(?!\w+://(?:[^/?#@]*@)?(?:[^/?#:]*\.)?"
     r"(?:discord\.com|discordapp\.com|discord\.gg|discordapp\.net|discord\.media)(?:[:/?#]|$))"
 )
+
+#: Drops older than this are history, not a problem to show.
+RECENT_LOSS_SECONDS = 300.0
 
 #: Seconds to wait for buffered events when the cog unloads.
 FLUSH_TIMEOUT = 5.0
@@ -97,6 +102,10 @@ class SentryConnection:
         self._previous_hooks: dict[str, Any] = {}
         self._installed_hooks: dict[str, EventHook] = {}
         self._secrets_of: tuple[str | None, tuple[str, ...]] = (None, ())
+        # What the transport dropped, by reason, for the status report.
+        self.lost: dict[str, int] = {}
+        self._last_loss = 0.0
+        self._transport_patch: tuple[Any, Any] | None = None
 
     @property
     def active(self) -> bool:
@@ -142,6 +151,7 @@ class SentryConnection:
             self._client = existing
             self.mode = ClientMode.EXTERNAL
             self._chain_hooks(existing)
+            self._watch_transport(existing)
         elif self._config.dsn:
             sentry_sdk.init(
                 dsn=self._config.dsn,
@@ -157,6 +167,7 @@ class SentryConnection:
             # Set as options after init, as for a reused client: one code path, and it
             # works on every SDK version whatever its init signature accepts.
             self._chain_hooks(self._client)
+            self._watch_transport(self._client)
         else:
             self.mode = ClientMode.LOCAL
         _log.info("Sentry cog started in %s mode", self.mode.value)
@@ -170,6 +181,7 @@ class SentryConnection:
             return
         # Events already captured went through the hooks; what is queued can go without.
         self._unchain_hooks(client)
+        self._unwatch_transport()
         if mode is ClientMode.EXTERNAL:
             # The owner's client stays open; only wait for what we queued.
             await asyncio.to_thread(client.flush, FLUSH_TIMEOUT)
@@ -178,6 +190,55 @@ class SentryConnection:
         await asyncio.to_thread(client.close, FLUSH_TIMEOUT)
         if sentry_sdk.get_client() is client:
             sentry_sdk.get_global_scope().set_client(None)
+
+    # transport health -------------------------------------------------------------------
+
+    def _watch_transport(self, client: Any) -> None:
+        """Count what the transport drops (Sentry down, 5xx, 429), for the status report.
+
+        The SDK drops events it cannot send, by design (NOTES.md); it says so only through
+        ``record_lost_event``. Wrapped on this transport instance, and unwrapped on stop.
+        """
+        transport = getattr(client, "transport", None)
+        original = getattr(transport, "record_lost_event", None)
+        if transport is None or original is None:
+            return
+        lost = self.lost
+
+        def record_lost_event(reason: str, *args: Any, **kwargs: Any) -> None:
+            try:
+                lost[reason] = lost.get(reason, 0) + 1
+                self._last_loss = time.monotonic()
+            finally:
+                original(reason, *args, **kwargs)
+
+        transport.record_lost_event = record_lost_event
+        self._transport_patch = (transport, record_lost_event)
+
+    def _unwatch_transport(self) -> None:
+        if self._transport_patch is not None:
+            transport, wrapper = self._transport_patch
+            if transport.__dict__.get("record_lost_event") is wrapper:
+                del transport.record_lost_event
+            self._transport_patch = None
+
+    def transport_problem(self) -> str | None:
+        """What is wrong with sending to Sentry now, in a few words; ``None`` if nothing."""
+        client = self._client
+        if client is None:
+            return None
+        problems: list[str] = []
+        try:
+            disabled = getattr(client.transport, "_disabled_until", None) or {}
+            now = datetime.now(UTC)
+            if any(until > now for until in disabled.values()):
+                problems.append("rate limited by Sentry")
+        except Exception:
+            _log.debug("transport rate limits unreadable", exc_info=True)
+        if self.lost and time.monotonic() - self._last_loss < RECENT_LOSS_SECONDS:
+            reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.lost.items()))
+            problems.append(f"dropped: {reasons}")
+        return "; ".join(problems) or None
 
     # before_send chaining -------------------------------------------------------------
 

@@ -7,6 +7,7 @@ cut at ingestion, and keeps the payload the owner sees equal to the one in Sentr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -51,6 +52,8 @@ def cut(text: str, limit: int) -> str:
 def clamp_tag_value(value: object) -> str:
     """Return ``value`` as a tag value Sentry accepts: one line, at most 200 characters."""
     text = value if isinstance(value, str) else str(value)
+    if 0 < len(text) <= MAX_TAG_VALUE and "\n" not in text and "\r" not in text:
+        return text  # the common case, decided without building anything
     if "\n" in text or "\r" in text:
         # Sentry rejects tag values with newlines.
         text = " ".join(text.split())
@@ -60,12 +63,14 @@ def clamp_tag_value(value: object) -> str:
 _TAG_KEY_BAD = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
+@functools.lru_cache(maxsize=1024)
 def clamp_tag_key(key: object) -> str:
     """A tag key Sentry accepts: ``[A-Za-z0-9_.:-]``, at most 32 characters.
 
     No ellipsis: it is not an allowed character, and Sentry drops a tag whose key has one.
     A cut key ends in a short hash of the whole key, so two long keys with one prefix do
-    not overwrite each other (nor a key that was exactly 32 characters).
+    not overwrite each other (nor a key that was exactly 32 characters). Cached: tag keys
+    are a small fixed set, met on every event.
     """
     text = _TAG_KEY_BAD.sub("_", str(key)) or "_"
     if len(text) <= MAX_TAG_KEY:

@@ -23,7 +23,9 @@ __all__ = ["EPHEMERAL", "InteractionDriver", "InteractionResult", "RecordedReque
 #: Message flag of an ephemeral response.
 EPHEMERAL = 64
 
-_ids = itertools.count(1_300_000_000_000_000_000)
+# Ids from now: discord.py dates an interaction by its id and treats one older than
+# 15 minutes as expired (its responses then go out as plain messages).
+_ids = itertools.count(discord.utils.time_snowflake(discord.utils.utcnow()))
 
 
 def _snowflake() -> str:
@@ -189,6 +191,7 @@ class InteractionDriver:
         *,
         member: discord.Member | discord.User,
         channel: discord.abc.GuildChannel | discord.abc.PrivateChannel | None = None,
+        guild_command: bool = False,
         timeout: float = 10.0,  # noqa: ASYNC109 - bounds the wait for the tree's task
     ) -> InteractionResult:
         """Run ``/name`` (``"group sub"`` for subcommands) and wait until it finished.
@@ -198,6 +201,8 @@ class InteractionDriver:
             options: Option values by name.
             member: Who invokes it: a guild member, or a user for a DM.
             channel: Where; the guild's first text channel by default.
+            guild_command: The command is registered in the member's guild only (as
+                Discord says so in the interaction data).
             timeout: Seconds to wait for the command's task.
         """
         parts = name.split()
@@ -207,7 +212,14 @@ class InteractionDriver:
         ]
         for sub in reversed(parts[1:]):
             leaf_options = [{"name": sub, "type": 1, "options": leaf_options}]
-        data = {"id": _snowflake(), "name": parts[0], "type": 1, "options": leaf_options}
+        data: dict[str, Any] = {
+            "id": _snowflake(),
+            "name": parts[0],
+            "type": 1,
+            "options": leaf_options,
+        }
+        if guild_command and isinstance(member, discord.Member):
+            data["guild_id"] = str(member.guild.id)
         return await self._send(2, data, member=member, channel=channel, timeout=timeout)
 
     async def autocomplete(

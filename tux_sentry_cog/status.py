@@ -1,0 +1,577 @@
+"""``/sentry status`` and ``/sentry test``: the bot owner's view of the cog.
+
+Two parts, kept apart so the rendering is testable without Discord:
+
+- :func:`build_status_embed` turns a :class:`~tux_sentry_cog.core.status.StatusSnapshot`
+  into one embed. It is pure, and the embed stays inside Discord's limits whatever the
+  snapshot holds (thousands of groups, hundreds of shards, huge command names).
+- :class:`StatusCommands` is a cog mixin with the hybrid group ``sentry`` (so both
+  ``/sentry status`` and ``!sentry status`` work). Only the bot's owner may use it: the
+  single policy is :meth:`StatusCommands.cog_check`, which discord.py runs for the
+  prefix form and, for hybrid commands, for the slash form too. Anyone else gets a short
+  refusal (ephemeral as a slash command) and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any, Final, Self
+
+import discord
+import sentry_sdk
+from discord.ext import commands
+
+from tux_sentry_cog._version import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from discord.abc import Snowflake
+    from discord.ext.commands.bot import BotBase
+
+    from tux_sentry_cog.config import SentryCogConfig
+    from tux_sentry_cog.core.client import SentryConnection
+    from tux_sentry_cog.core.status import StatusSnapshot
+
+__all__ = [
+    "EMBED_FIELD_NAMES",
+    "LOCAL_MODE_TEXT",
+    "NOT_OWNER_TEXT",
+    "REFUSED_TEXT",
+    "TEST_EVENT_MESSAGE",
+    "StatusCommands",
+    "build_status_embed",
+]
+
+_log = logging.getLogger(__name__)
+
+# Discord's embed limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
+MAX_TITLE: Final = 256
+MAX_DESCRIPTION: Final = 4096
+MAX_FIELD_NAME: Final = 256
+MAX_FIELD_VALUE: Final = 1024
+MAX_FIELDS: Final = 25
+MAX_TOTAL: Final = 6000
+
+#: The embed's fields, in order; bot owners' docs and tests refer to them by name.
+EMBED_FIELD_NAMES: Final = (
+    "Sentry",
+    "Commands",
+    "Errors",
+    "Top error groups",
+    "Performance",
+    "Resources",
+    "Gateway",
+)
+
+#: Shown wherever the mode is, so nobody mistakes local counters for what Sentry has.
+LOCAL_MODE_TEXT: Final = "local mode: nothing is sent"
+
+#: Refusal of a non-owner; says nothing about the bot's state.
+NOT_OWNER_TEXT: Final = "Only the bot's owner can use `/sentry`."
+
+#: Refusal when another check (one of the bot's own) failed.
+REFUSED_TEXT: Final = "You cannot use this command here."
+
+#: Message of the event ``/sentry test`` sends.
+TEST_EVENT_MESSAGE: Final = "tux_sentry_cog test event"
+
+# How much of each list is shown. Small on purpose: the embed is a glance, not a report.
+_MAX_GROUPS = 5
+_MAX_SLOWEST = 5
+_MAX_ANOMALIES = 5
+_MAX_SHARDS = 10
+_MAX_GATEWAY_EVENTS = 5
+
+# Most characters one user-controlled string takes in the embed, escaped. Five groups
+# of _MAX_FINGERPRINT and their counts fit one field, whatever the fingerprints hold.
+_MAX_NAME = 60
+_MAX_FINGERPRINT = 150
+_MAX_TEXT = 120
+
+# Budget of each field's value. Their sum plus the title, names and footer stays under
+# MAX_TOTAL, so the final guard in build_status_embed only ever trims in corner cases.
+_FIELD_BUDGET: Final = {
+    "Sentry": 700,
+    "Commands": 300,
+    "Errors": 400,
+    "Top error groups": MAX_FIELD_VALUE,
+    "Performance": MAX_FIELD_VALUE,
+    "Resources": 300,
+    "Gateway": MAX_FIELD_VALUE,
+}
+
+_ELLIPSIS = "…"
+_NA = "n/a"
+
+_MODE_TEXT: Final = {
+    "external": "active (the bot's own Sentry client)",
+    "owned": "active (initialised by the cog)",
+    "local": LOCAL_MODE_TEXT,
+}
+
+
+# formatting helpers ---------------------------------------------------------------------
+
+
+def _clip(text: str, limit: int) -> str:
+    """Return ``text`` cut to at most ``limit`` characters, marked with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    if limit <= len(_ELLIPSIS):
+        return text[:limit]
+    return text[: limit - len(_ELLIPSIS)] + _ELLIPSIS
+
+
+def _user_text(value: object, limit: int) -> str:
+    """Make a string the embed shows but nobody vetted safe to show, in ``limit`` characters.
+
+    Newlines would break the field's layout, markdown would restyle it, and a long
+    value would crowd out the rest. The text is cut *before* escaping, so an escape
+    sequence is never split, and cut shorter while the escaped form is over ``limit``
+    (escaping can double a string).
+    """
+    flat = " ".join(str(value).split())
+    cut = limit
+    while True:
+        escaped = discord.utils.escape_markdown(_clip(flat, cut))
+        if len(escaped) <= limit or cut <= 1:
+            return escaped or "(empty)"
+        # Halved: an escaped character counts twice, so this converges without overshoot.
+        cut -= max(1, (len(escaped) - limit + 1) // 2)
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def _ms(value: float | None) -> str:
+    number = _finite(value)
+    if number is None:
+        return _NA
+    if abs(number) >= 1000:  # noqa: PLR2004 - seconds read better than thousands of ms
+        return f"{number / 1000:,.2f} s"
+    return f"{number:,.1f} ms"
+
+
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
+def _rate(value: float) -> str:
+    number = _finite(value)
+    return _NA if number is None else f"{number:,.2f}/min"
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole > 0 else "0%"
+
+
+def _duration(seconds: float | None) -> str:
+    number = _finite(seconds)
+    if number is None or number < 0:
+        return _NA
+    total = int(number)
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    if days or hours:
+        parts.append(f"{hours}h")
+    if days or hours or minutes:
+        parts.append(f"{minutes}m")
+    parts.append(f"{secs}s")
+    return " ".join(parts)
+
+
+def _host_only(dsn_host: str) -> str:
+    """The host of ``dsn_host`` even if a whole DSN was passed: a key never shows."""
+    rest = dsn_host.split("://", 1)[-1]
+    rest = rest.rsplit("@", 1)[-1]
+    return rest.split("/", 1)[0].split("?", 1)[0]
+
+
+def _fit_lines(lines: Sequence[str], limit: int, hidden: int = 0, noun: str = "more") -> str:
+    """Join as many ``lines`` as fit in ``limit``, then say how many were left out.
+
+    Args:
+        lines: The lines, most important first.
+        limit: Most characters of the result.
+        hidden: Items already left out before ``lines`` (a list cut to its top few).
+        noun: What the "… and N more" line counts.
+    """
+    kept: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        left_out = hidden + len(lines) - index - 1
+        tail = f"\n{_ELLIPSIS} and {left_out:,} {noun}" if left_out else ""
+        cost = len(line) + (1 if kept else 0)
+        if used + cost + len(tail) > limit:
+            break
+        kept.append(line)
+        used += cost
+    missing = hidden + len(lines) - len(kept)
+    if missing:
+        kept.append(f"{_ELLIPSIS} and {missing:,} {noun}")
+    return _clip("\n".join(kept), limit) or "—"
+
+
+# fields -----------------------------------------------------------------------------------
+
+
+def _sentry_field(snapshot: StatusSnapshot) -> str:
+    mode = _MODE_TEXT.get(snapshot.mode)
+    if mode is None:
+        mode = f"active ({_user_text(snapshot.mode, _MAX_NAME)})"
+    lines = [f"**Mode:** {mode}"]
+    if snapshot.transport_problem:
+        # First after the mode, so it is seen even if the field is ever trimmed.
+        lines.append(f"⚠️ **Transport problem:** {_user_text(snapshot.transport_problem, 300)}")
+    host = _host_only(snapshot.dsn_host) if snapshot.dsn_host else None
+    lines.append(f"**DSN host:** {_user_text(host, _MAX_TEXT) if host else _NA}")
+    environment = snapshot.environment
+    lines.append(f"**Environment:** {_user_text(environment, _MAX_TEXT) if environment else _NA}")
+    release = snapshot.release
+    lines.append(f"**Release:** {_user_text(release, _MAX_TEXT) if release else _NA}")
+    rate = _finite(snapshot.sample_rate)
+    lines.append(f"**Traces sample rate:** {'off' if rate is None else f'{rate * 100:g}%'}")
+    return _fit_lines(lines, _FIELD_BUDGET["Sentry"], noun="lines")
+
+
+def _commands_field(snapshot: StatusSnapshot) -> str:
+    executed, failed = snapshot.commands_executed, snapshot.commands_failed
+    lines = [
+        f"**Executed:** {_count(executed)}",
+        f"**Failed:** {_count(failed)} ({_percent(failed, executed)})",
+        f"**Error rate:** {_rate(snapshot.error_rate_1m)} (1 min)",
+        f"{_rate(snapshot.error_rate_5m)} (5 min)",
+    ]
+    return _fit_lines(lines, _FIELD_BUDGET["Commands"], noun="lines")
+
+
+def _errors_field(snapshot: StatusSnapshot) -> str:
+    event_id = snapshot.last_event_id
+    lines = [
+        f"**Captured:** {_count(snapshot.errors_reported)}",
+        f"**Sent:** {_count(snapshot.errors_sent)}",
+        f"**Last event id:** {f'`{_clip(event_id, 64)}`' if event_id else _NA}",
+    ]
+    if snapshot.instrumentation_faults:
+        lines.append(
+            f"**Cog faults:** {_count(snapshot.instrumentation_faults)} (see the bot's log)"
+        )
+    return _fit_lines(lines, _FIELD_BUDGET["Errors"], noun="lines")
+
+
+def _groups_field(snapshot: StatusSnapshot) -> str:
+    # Sorted here too: the snapshot promises "most frequent first", the embed must not
+    # depend on it to be right.
+    groups = sorted(snapshot.top_groups, key=lambda group: group[1], reverse=True)
+    if not groups:
+        return "No errors captured."
+    shown = groups[:_MAX_GROUPS]
+    lines = [
+        f"{rank}. {_user_text(fingerprint, _MAX_FINGERPRINT)} — **{_count(count)}**"
+        for rank, (fingerprint, count) in enumerate(shown, start=1)
+    ]
+    return _fit_lines(
+        lines, _FIELD_BUDGET["Top error groups"], len(groups) - len(shown), "more groups"
+    )
+
+
+def _performance_field(snapshot: StatusSnapshot) -> str:
+    budget = _FIELD_BUDGET["Performance"]
+    slowest = sorted(snapshot.slowest, key=lambda command: _finite(command.p95_ms) or 0.0)
+    slowest.reverse()
+    shown = slowest[:_MAX_SLOWEST]
+    slow_lines = [
+        f"{_user_text(c.name, _MAX_NAME)}: p50 {_ms(c.p50_ms)} · p95 {_ms(c.p95_ms)} "
+        f"({_count(c.samples)} runs)"
+        for c in shown
+    ]
+    anomalies = list(snapshot.anomalies)[:_MAX_ANOMALIES]
+    anomaly_lines = [
+        f"{_user_text(a.command, _MAX_NAME)}: {_ms(a.observed_ms)} vs p50 "
+        f"{_ms(a.baseline_p50_ms)}, {_duration(a.seconds_ago)} ago"
+        for a in anomalies
+    ]
+    # Half the field each, so a long list of one kind never hides the other kind.
+    half = budget // 2
+    slow = (
+        _fit_lines(slow_lines, half - 40, len(slowest) - len(shown), "more commands")
+        if slow_lines
+        else "No baseline yet."
+    )
+    recent = (
+        _fit_lines(anomaly_lines, half - 40, len(snapshot.anomalies) - len(anomalies), "more")
+        if anomaly_lines
+        else "None."
+    )
+    return _clip(f"**Slowest (vs. baseline):**\n{slow}\n**Recent anomalies:**\n{recent}", budget)
+
+
+def _resources_field(snapshot: StatusSnapshot) -> str:
+    memory = _finite(snapshot.memory_mb)
+    cpu = _finite(snapshot.cpu_percent)
+    lines = [
+        f"**Memory:** {_NA if memory is None else f'{memory:,.1f} MiB'}",
+        f"**CPU:** {_NA if cpu is None else f'{cpu:.1f}%'}",
+        f"**Event-loop lag:** {_ms(snapshot.event_loop_lag_ms)}",
+        f"**Uptime:** {_duration(snapshot.uptime_s)}",
+    ]
+    return _fit_lines(lines, _FIELD_BUDGET["Resources"], noun="lines")
+
+
+def _shard_key(item: tuple[int | None, float]) -> int:
+    shard = item[0]
+    return -1 if shard is None else shard
+
+
+def _gateway_field(snapshot: StatusSnapshot) -> str:
+    budget = _FIELD_BUDGET["Gateway"]
+    latencies = sorted(snapshot.gateway_latency_ms.items(), key=_shard_key)
+    shown = latencies[:_MAX_SHARDS]
+    latency_lines = [
+        f"{'Latency' if shard is None else f'Shard {shard}'}: {_ms(value)}"
+        for shard, value in shown
+    ]
+    if len(latencies) > len(shown):
+        # With many shards, the worst one matters more than the next in id order.
+        finite = [(s, v) for s, v in latencies if _finite(v) is not None]
+        if finite:
+            worst_shard, worst = max(finite, key=lambda item: item[1])
+            latency_lines.append(f"Slowest: shard {worst_shard} at {_ms(worst)}")
+    half = budget // 2
+    latency = (
+        _fit_lines(latency_lines, half, len(latencies) - len(shown), "more shards")
+        if latency_lines
+        else "No latency measured yet."
+    )
+    events = list(snapshot.gateway_events)[-_MAX_GATEWAY_EVENTS:]
+    event_lines = [_user_text(event, _MAX_TEXT) for event in events]
+    recent = (
+        _fit_lines(event_lines, half - 40, len(snapshot.gateway_events) - len(events), "more")
+        if event_lines
+        else "None."
+    )
+    return _clip(f"{latency}\n**Recent events:**\n{recent}", budget)
+
+
+def _enforce_total(embed: discord.Embed) -> None:
+    """Trim the longest field values until the whole embed is within ``MAX_TOTAL``.
+
+    The field budgets already keep it there; this guard makes the limit hold even if a
+    budget or a formatter changes later.
+    """
+    while (excess := len(embed) - MAX_TOTAL) > 0:
+        index, field = max(enumerate(embed.fields), key=lambda item: len(item[1].value or ""))
+        value = field.value or ""
+        keep = max(len(value) - excess, 2)
+        embed.set_field_at(
+            index, name=field.name or "—", value=_clip(value, keep), inline=field.inline
+        )
+        if keep == 2:  # noqa: PLR2004 - nothing shorter is left to trim
+            break
+
+
+def build_status_embed(snapshot: StatusSnapshot) -> discord.Embed:
+    """Render ``snapshot`` as the ``/sentry status`` embed.
+
+    Pure: reads only ``snapshot``, so tests call it with any data. The result has the
+    fields of :data:`EMBED_FIELD_NAMES`, in that order, and respects every Discord embed
+    limit whatever the snapshot holds.
+
+    Args:
+        snapshot: The cog's state at one moment.
+
+    Returns:
+        The embed; the DSN shows as its host only, never with its key.
+    """
+    if snapshot.mode == "local":
+        colour = discord.Colour.light_grey()
+    elif snapshot.transport_problem:
+        colour = discord.Colour.orange()
+    else:
+        colour = discord.Colour.green()
+    embed = discord.Embed(title=_clip("Sentry status", MAX_TITLE), colour=colour)
+    values = (
+        _sentry_field(snapshot),
+        _commands_field(snapshot),
+        _errors_field(snapshot),
+        _groups_field(snapshot),
+        _performance_field(snapshot),
+        _resources_field(snapshot),
+        _gateway_field(snapshot),
+    )
+    inline = (False, True, True, False, False, True, True)
+    for name, value, is_inline in zip(EMBED_FIELD_NAMES, values, inline, strict=True):
+        embed.add_field(
+            name=_clip(name, MAX_FIELD_NAME),
+            value=_clip(value, MAX_FIELD_VALUE) or "—",
+            inline=is_inline,
+        )
+    embed.set_footer(text=f"tux_sentry_cog {__version__}")
+    _enforce_total(embed)
+    return embed
+
+
+# commands ---------------------------------------------------------------------------------
+
+
+async def _is_owner(ctx: commands.Context[Any]) -> bool:
+    """``bot.is_owner``, failing closed: if the owner cannot be known, nobody is."""
+    try:
+        return bool(await ctx.bot.is_owner(ctx.author))
+    except Exception:
+        # With no owner_id set, discord.py asks Discord for the application's owner;
+        # if that fails, refusing is the only safe answer.
+        _log.warning("tux_sentry_cog could not determine the bot's owner", exc_info=True)
+        return False
+
+
+def _is_slash(ctx: commands.Context[Any]) -> bool:
+    return ctx.interaction is not None
+
+
+class StatusCommands(commands.Cog):
+    """Cog mixin: the owner-only ``sentry`` command group (``status`` and ``test``).
+
+    The concrete cog provides ``bot``, ``config``, ``connection`` and
+    :meth:`status_snapshot`; they are declared here for type checking only.
+    """
+
+    bot: commands.Bot
+    config: SentryCogConfig
+    connection: SentryConnection
+
+    def status_snapshot(self) -> StatusSnapshot:
+        """Return the cog's state now; the concrete cog implements it.
+
+        Raises:
+            NotImplementedError: always, in the mixin.
+        """
+        raise NotImplementedError
+
+    # registration -------------------------------------------------------------------------
+
+    async def _inject(
+        self,
+        bot: BotBase,
+        override: bool,
+        guild: Snowflake | None,
+        guilds: Sequence[Snowflake],
+    ) -> Self:
+        # The guild restriction must be on the app command before Bot.add_command hands
+        # it to the tree, which happens in here, after the concrete cog's __init__ and
+        # cog_load ran. Doing it here keeps it working however the concrete cog writes
+        # those two (they need not call super()).
+        self._restrict_to_status_guilds()
+        return await super()._inject(bot, override, guild, guilds)
+
+    def _restrict_to_status_guilds(self) -> None:
+        """Register the slash group only in ``config.status_guild_ids``, if set.
+
+        discord.py's ``app_commands.guilds`` decorator stores the ids as ``_guild_ids``
+        on the command, and ``Bot.add_command`` passes that to the tree for hybrid
+        groups; this sets the same attribute on this cog's own copy of the group, so
+        another instance (or a reload with other guilds) is not affected. An empty
+        tuple means global, like ``guilds=[]`` in discord.py. The tree is never synced
+        here: syncing stays the bot owner's choice.
+        """
+        app_command = self.sentry_group.app_command
+        ids = self.config.status_guild_ids
+        app_command._guild_ids = list(ids) if ids else None  # noqa: SLF001 - see docstring
+
+    # the owner-only policy ----------------------------------------------------------------
+
+    async def cog_check(self, ctx: commands.Context[Any]) -> bool:
+        """Let only the bot's owner run this cog's commands, in both forms.
+
+        discord.py runs ``cog_check`` for prefix commands, and for hybrid commands
+        invoked as slash commands too (``HybridAppCommand._check_can_run``), so this is
+        the one place the policy lives.
+
+        Raises:
+            commands.NotOwner: the author is not the owner; :meth:`cog_command_error`
+                turns it into the refusal.
+        """
+        if not await _is_owner(ctx):
+            raise commands.NotOwner("the /sentry commands are for the bot's owner only")
+        return True
+
+    async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
+        """Refuse failed checks quietly; leave every other error to the usual paths.
+
+        Both forms of hybrid commands end here. A refusal is a handled user error: the
+        cog classifies ``CheckFailure`` as ``permission``, which is not sent as an event
+        by default, so only a breadcrumb records the attempt.
+        """
+        if isinstance(error, commands.CheckFailure):
+            await self._refuse(ctx, error)
+            return
+        # Having this handler silences discord.py's default error log for this cog's
+        # commands; log like it would (the cog reports the error itself already, and
+        # its own logger is not turned into Sentry events).
+        _log.error(
+            "Ignoring exception in command %s",
+            ctx.command.qualified_name if ctx.command else "?",
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
+    async def _refuse(self, ctx: commands.Context[Any], error: commands.CheckFailure) -> None:
+        form = "/" if _is_slash(ctx) else str(ctx.clean_prefix or "")
+        name = ctx.command.qualified_name if ctx.command else "sentry"
+        sentry_sdk.add_breadcrumb(
+            category="security",
+            message=f"non-owner tried {form}{name}",
+            level="warning",
+            data={"user_id": str(ctx.author.id), "check": type(error).__name__},
+        )
+        text = NOT_OWNER_TEXT if isinstance(error, commands.NotOwner) else REFUSED_TEXT
+        try:
+            # ephemeral is ignored by the prefix form, which gets a plain short message.
+            await ctx.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException:
+            _log.warning("tux_sentry_cog could not send a refusal", exc_info=True)
+
+    # commands ---------------------------------------------------------------------------
+    # The arg-type ignores: mypy cannot solve the type variables of discord.py's hybrid
+    # decorators for any callback (discord.py issue #9788); the commands work as typed.
+
+    @commands.hybrid_group(  # type: ignore[arg-type]
+        name="sentry",
+        description="Sentry observability of this bot (owner only).",
+    )
+    async def sentry_group(self, ctx: commands.Context[Any]) -> None:
+        """Show the Sentry status (``!sentry`` alone; the slash group needs a subcommand)."""
+        await self._send_status(ctx)
+
+    @sentry_group.command(  # type: ignore[arg-type]
+        name="status", description="Show the Sentry status of this bot."
+    )
+    async def sentry_status(self, ctx: commands.Context[Any]) -> None:
+        """Show the Sentry status embed."""
+        await self._send_status(ctx)
+
+    @sentry_group.command(  # type: ignore[arg-type]
+        name="test", description="Send a test event to Sentry."
+    )
+    async def sentry_test(self, ctx: commands.Context[Any]) -> None:
+        """Send a test event and answer with its id (nothing is sent in local mode)."""
+        if not self.connection.active:
+            text = f"Sentry is in {LOCAL_MODE_TEXT}; no test event was made."
+        else:
+            event_id = sentry_sdk.capture_message(TEST_EVENT_MESSAGE, level="info")
+            if event_id:
+                text = f"Sent a test event: `{event_id}`"
+            else:
+                text = "The test event was dropped before sending (a sampling or before_send)."
+        await ctx.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
+    async def _send_status(self, ctx: commands.Context[Any]) -> None:
+        embed = build_status_embed(self.status_snapshot())
+        # Ephemeral for the slash form: the owner's data need not be read by the channel.
+        await ctx.send(embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
