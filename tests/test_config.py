@@ -48,7 +48,9 @@ def test_unrelated_variables_are_ignored() -> None:
 
 
 def test_env_variables_are_the_spec_table() -> None:
+    # SPEC.md's table, plus the opt-in activity counting of the metrics issue.
     assert set(ENV_VARIABLES) == {
+        "TUX_SENTRY_TRACK_ACTIVITY",
         "SENTRY_DSN",
         "SENTRY_ENVIRONMENT",
         "SENTRY_RELEASE",
@@ -98,6 +100,8 @@ PARSED = [
     ("TUX_SENTRY_SEND_PII", "off", "send_pii", False),
     ("TUX_SENTRY_SEND_PII", "no", "send_pii", False),
     ("TUX_SENTRY_SEND_PII", "false", "send_pii", False),
+    ("TUX_SENTRY_TRACK_ACTIVITY", "yes", "track_activity", True),
+    ("TUX_SENTRY_TRACK_ACTIVITY", "0", "track_activity", False),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "123456789012345678", "status_guild_ids",
      (123456789012345678,)),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "1, 2,3", "status_guild_ids", (1, 2, 3)),
@@ -181,6 +185,7 @@ BAD = [
     ("TUX_SENTRY_CAPTURE_USER_ERRORS", "maybe"),
     ("TUX_SENTRY_CAPTURE_USER_ERRORS", "2"),
     ("TUX_SENTRY_SEND_PII", "sure"),
+    ("TUX_SENTRY_TRACK_ACTIVITY", "maybe"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "abc"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "1,two"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "-5"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sentry_sdk
 
 from tux_sentry_cog import SentryCogConfig, record_user_activity
+from tux_sentry_cog.core.performance import performance_tier
 
 
 def _attrs(metric):
@@ -51,8 +52,10 @@ async def test_commands_errors_and_resources_are_counted_and_flushed_on_unload(
     durations = _named(endpoint, "tux.commands.duration")
     assert len(durations) == 7
     assert all(m["unit"] == "millisecond" and m["value"] >= 0 for m in durations)
-    tiers = {_attrs(m)["performance_tier"] for m in _named(endpoint, "tux.command.performance")}
-    assert tiers == {"fast"}
+    performance = _named(endpoint, "tux.command.performance")
+    assert len(performance) == 7
+    for metric in performance:
+        assert _attrs(metric)["performance_tier"] == performance_tier(metric["value"])
 
     errors = _named(endpoint, "tux.errors.total")
     assert sorted((_attrs(m)["error_category"], _attrs(m)["severity"]) for m in errors) == [
@@ -127,3 +130,19 @@ async def test_local_mode_counts_without_sending(make_bot, sentry_endpoint):
     assert cog.telemetry.flushes == 1
     await harness.bot.unload_extension("tux_sentry_cog")
     assert sentry_endpoint.requests == 0
+
+
+async def test_activity_is_counted_only_when_asked(make_bot, sentry_endpoint):
+    harness = await make_bot(track_activity=True)
+    await harness.message("hello there")
+    await harness.message("!ping")
+    await harness.bot.unload_extension("tux_sentry_cog")
+    activity = _named(sentry_endpoint, "tux.user_activity")
+    assert sum(m["value"] for m in activity) == 2
+    assert {_attrs(m)["activity_type"] for m in activity} == {"message"}
+
+    quiet = await make_bot()
+    sentry_endpoint.clear()
+    await quiet.message("hello there")
+    await quiet.bot.unload_extension("tux_sentry_cog")
+    assert _named(sentry_endpoint, "tux.user_activity") == []

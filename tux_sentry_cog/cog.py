@@ -113,6 +113,26 @@ class SentryCog(StatusCommands, name="Sentry"):
         finally:
             await self.connection.stop()
 
+    # activity (opt-in) -----------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        """Count a message as activity, when the owner opted in."""
+        if self.config.track_activity and not message.author.bot:
+            guild = message.guild
+            self.telemetry.business.record_user_activity(
+                "message", message.author.id, guild.id if guild else None
+            )
+
+    @commands.Cog.listener()
+    async def on_reaction_add(self, reaction: discord.Reaction, user: discord.abc.User) -> None:
+        """Count a reaction as activity, when the owner opted in."""
+        if self.config.track_activity and not user.bot:
+            guild = reaction.message.guild
+            self.telemetry.business.record_user_activity(
+                "reaction", user.id, guild.id if guild else None
+            )
+
     # gateway health: breadcrumbs (info, not errors) and the status report --------------
 
     @commands.Cog.listener()

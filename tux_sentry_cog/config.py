@@ -116,6 +116,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], None] | None
     "cpu_threshold_percent": ("TUX_SENTRY_CPU_THRESHOLD_PERCENT", float, _validate_percent),
     "capture_user_errors": ("TUX_SENTRY_CAPTURE_USER_ERRORS", _parse_bool, None),
     "send_pii": ("TUX_SENTRY_SEND_PII", _parse_bool, None),
+    "track_activity": ("TUX_SENTRY_TRACK_ACTIVITY", _parse_bool, None),
     "status_guild_ids": ("TUX_SENTRY_STATUS_GUILD_IDS", _parse_guild_ids, _validate_guild_ids),
 }
 
@@ -147,6 +148,8 @@ class SentryCogConfig:
         capture_user_errors: Send user-caused errors (bad input, checks, cooldowns,
             unknown commands) as events too, not only as metrics and breadcrumbs.
         send_pii: Send usernames, display names and parameter values.
+        track_activity: Count messages and reactions as ``user_activity`` (opt-in: it
+            adds a listener on every message).
         status_guild_ids: Register ``/sentry`` only in these guilds; ``None`` is global.
     """
 
@@ -161,6 +164,7 @@ class SentryCogConfig:
     cpu_threshold_percent: float = 80.0
     capture_user_errors: bool = False
     send_pii: bool = False
+    track_activity: bool = False
     status_guild_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -234,6 +238,7 @@ _EXPECTED_TYPES: dict[str, tuple[type, ...]] = {
     "cpu_threshold_percent": (float, int),
     "capture_user_errors": (bool,),
     "send_pii": (bool,),
+    "track_activity": (bool,),
     "status_guild_ids": (tuple, type(None)),
 }
 
