@@ -37,6 +37,11 @@ NOT_DISCORD_HOSTS = (
     r"(?:discord\.com|discordapp\.com|discord\.gg|discordapp\.net|discord\.media)(?:[:/?#]|$))"
 )
 
+#: The SDK's reasons for a lost event that mean Sentry could not be reached or refused.
+TRANSPORT_LOSSES = frozenset(
+    {"network_error", "queue_overflow", "ratelimit_backoff", "send_error", "buffer_overflow"}
+)
+
 #: Drops older than this are history, not a problem to show.
 RECENT_LOSS_SECONDS = 300.0
 
@@ -207,8 +212,10 @@ class SentryConnection:
 
         def record_lost_event(reason: str, *args: Any, **kwargs: Any) -> None:
             try:
-                lost[reason] = lost.get(reason, 0) + 1
-                self._last_loss = time.monotonic()
+                # Events hooks drop on purpose (duplicates, sampling) are not trouble.
+                if reason in TRANSPORT_LOSSES:
+                    lost[reason] = lost.get(reason, 0) + 1
+                    self._last_loss = time.monotonic()
             finally:
                 original(reason, *args, **kwargs)
 
