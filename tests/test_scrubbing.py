@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tux_sentry_cog.core.limits import (
+    LARGE_BAG,
     MAX_CONTEXT_DEPTH,
     MAX_CONTEXT_ITEMS,
     MAX_CONTEXT_STRING,
@@ -16,10 +20,13 @@ from tux_sentry_cog.core.limits import (
     MAX_NAME,
     MAX_TAG_KEY,
     MAX_TAG_VALUE,
+    SMALL_BAG,
     clamp_context,
     clamp_tag_value,
     clamp_tags,
     cut,
+    fit_bag,
+    fit_event,
 )
 from tux_sentry_cog.core.runs import CommandRun, current_run
 from tux_sentry_cog.core.scrubbing import FILTERED, MIN_SENSITIVE_CHARS, Scrubber
@@ -385,3 +392,155 @@ def test_clamp_context_long_keys_and_objects() -> None:
     (key, value), = clamped.items()
     assert len(key) == MAX_TAG_VALUE
     assert len(value) == MAX_CONTEXT_STRING
+
+
+# --- the fast paths decide as the slow ones would ---------------------------------------
+
+_PIECES = st.sampled_from(
+    [
+        TOKEN,
+        OTHER_TOKEN,
+        DSN,
+        DSN_KEY,
+        EMAIL,
+        "a@b.co",
+        "    @functools.wraps(coro)",
+        "x@",
+        "@y.com",
+        "secret message text",
+        "\u201c",
+        "\x01",
+        "\n",
+        ".",
+        "-",
+        "@",
+        "://",
+        "abc",
+        "",
+    ]
+)
+_TEXTS = st.lists(st.one_of(_PIECES, st.text(max_size=12)), max_size=5).map("".join)
+_LEAVES = st.one_of(_TEXTS, st.integers(), st.none(), st.just("y" * (MAX_EVENT_STRING + 1)))
+_KEYS = st.sampled_from(["message", "type", "level", "trace_id", "data", "k", TOKEN])
+_NODES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(_KEYS, inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+# What the fast check searches: not the SDK's own parts (sdk, modules, server_name, the
+# runtime contexts), which only the walk goes through, by design.
+_TOP_KEYS = st.sampled_from(
+    ["message", "extra", "tags", "exception", "breadcrumbs", "spans", "user", "transaction",
+     "level", "type"]
+)
+_CONTEXTS = st.dictionaries(
+    st.sampled_from(["trace", "command", "error", "custom"]), _NODES, max_size=3
+)
+_EVENTS = st.builds(
+    lambda top, contexts: {**top, "contexts": contexts},
+    st.dictionaries(_TOP_KEYS, _NODES, max_size=4),
+    _CONTEXTS,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(event=_EVENTS, pii=st.booleans(), sensitive=st.sampled_from([(), ("secret message text",)]))
+def test_an_event_found_clean_is_one_the_walk_leaves_alone(event, pii, sensitive) -> None:
+    """The fast check may send a clean event down the walk; never the other way round."""
+    scrubber = _scrubber(send_pii=pii)
+    with _running(*sensitive):
+        needles = scrubber._needles()
+        if scrubber._clean(copy.deepcopy(event), needles):
+            walked = copy.deepcopy(event)
+            for key, value in walked.items():
+                if key not in {"event_id", "timestamp", "start_timestamp", "trace_id",
+                               "span_id", "parent_span_id", "sdk", "platform", "level",
+                               "type", "_meta", "dynamic_sampling_context"}:
+                    walked[key] = scrubber._walk(value, needles)
+            # Tuples become lists in the walk; compare what would be sent.
+            assert json.dumps(walked, default=str) == json.dumps(event, default=str)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=_TEXTS)
+def test_email_gate_lets_every_address_through(text) -> None:
+    from tux_sentry_cog.core.scrubbing import _EMAIL, _may_hold_email  # noqa: PLC0415
+
+    if _EMAIL.search(text):
+        assert _may_hold_email(text)
+
+
+def _old_clamp_context(value: Any, depth: int = 0) -> Any:
+    # The implementation before it was made faster, kept as the reference.
+    from collections.abc import Mapping  # noqa: PLC0415
+
+    if isinstance(value, str):
+        return cut(value, MAX_CONTEXT_STRING)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth >= MAX_CONTEXT_DEPTH:
+        return cut(str(value), MAX_CONTEXT_STRING)
+    if isinstance(value, Mapping):
+        items = list(value.items())[:MAX_CONTEXT_ITEMS]
+        return {cut(str(k), MAX_TAG_VALUE): _old_clamp_context(v, depth + 1) for k, v in items}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_old_clamp_context(v, depth + 1) for v in list(value)[:MAX_CONTEXT_ITEMS]]
+    return cut(str(value), MAX_CONTEXT_STRING)
+
+
+_CONTEXT_VALUES = st.recursive(
+    st.one_of(
+        st.text(max_size=5),
+        st.just("s" * (MAX_CONTEXT_STRING + 3)),
+        st.integers(),
+        st.floats(allow_nan=False),
+        st.booleans(),
+        st.none(),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=60),
+        st.lists(inner, max_size=4).map(tuple),
+        st.frozensets(st.integers(), max_size=60),
+        st.dictionaries(
+            st.one_of(st.text(max_size=3), st.just("k" * (MAX_TAG_VALUE + 2)), st.integers()),
+            inner,
+            max_size=55,
+        ),
+    ),
+    max_leaves=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_CONTEXT_VALUES)
+def test_clamp_context_as_before(value) -> None:
+    assert clamp_context(value) == _old_clamp_context(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(st.integers(0, 3000).map(lambda n: "v" * n), min_size=1, max_size=6),
+    budget=st.sampled_from([SMALL_BAG, LARGE_BAG]),
+)
+def test_bags_measured_together_fit_as_each_alone(texts, budget) -> None:
+    event = {
+        "contexts": {f"c{i}": {"text": text} for i, text in enumerate(texts)},
+        "breadcrumbs": {"values": [{"data": {"text": text}} for text in texts]},
+        "exception": {
+            "values": [{"stacktrace": {"frames": [{"vars": {"v": t}} for t in texts]}}]
+        },
+    }
+    expected = copy.deepcopy(event)
+    for context in expected["contexts"].values():
+        fit_bag(context, LARGE_BAG)
+    for crumb in expected["breadcrumbs"]["values"]:
+        fit_bag(crumb["data"], SMALL_BAG)
+    for frame in expected["exception"]["values"][0]["stacktrace"]["frames"]:
+        fit_bag(frame["vars"], SMALL_BAG)
+    fit_event(event)
+    assert event == expected
+    del budget

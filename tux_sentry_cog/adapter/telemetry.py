@@ -28,6 +28,7 @@ import sentry_sdk
 from discord.ext import tasks
 
 import _tux_sentry_cog_state as _state
+from tux_sentry_cog.adapter.hooks import add_finished_breadcrumb
 from tux_sentry_cog.core.limits import clamp_tags
 from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter, emit
 from tux_sentry_cog.core.performance import PerformanceMonitor, ResourceWatch
@@ -114,14 +115,12 @@ class Telemetry:
         if not info.known:
             return
         duration = run.elapsed_ms()
-        self.errors.record_command_metrics(
-            {
-                "name": run.name,
-                "type": run.command_type,
-                "cog_name": run.cog,
-                "status": status,
-                "response_time": duration,
-            }
+        self.errors.record_command(
+            run.name or "unknown",
+            run.command_type or "unknown",
+            run.cog or "none",
+            status or "ok",
+            duration,
         )
         if run.first_response_ms is not None and run.command_type in _INTERACTION_TYPES:
             self.buffer.distribution(
@@ -132,11 +131,13 @@ class Telemetry:
             )
         anomaly = self.performance.track_command_performance(run.name, duration)
         if anomaly is not None:
-            self._anomaly(anomaly, info)
+            self._anomaly(anomaly, info, run)
 
-    def _anomaly(self, anomaly: PerformanceAnomaly, info: SourceInfo) -> None:
+    def _anomaly(self, anomaly: PerformanceAnomaly, info: SourceInfo, run: CommandRun) -> None:
         if not self.connection.active:
             return
+        if not run.errors:
+            add_finished_breadcrumb(run)  # a failed run has it already (hooks.py)
         sentry_sdk.capture_event(
             {
                 "message": f"Performance anomaly: {anomaly.command}",

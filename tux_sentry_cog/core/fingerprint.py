@@ -7,6 +7,7 @@ users, numbers, URLs, e-mails, hex) but keeps a Discord error code, which *is* t
 
 from __future__ import annotations
 
+import functools
 import re
 import traceback
 from collections.abc import Mapping
@@ -86,8 +87,15 @@ def normalize_message(message: str) -> str:
     ``<URL>``, UUIDs and long hex ``<HEX>``, other numbers ``<N>``. A Discord error code
     (``error code: 50013``) is kept.
     """
+    return _normalize(message[: MAX_MESSAGE_CHARS * 8])
+
+
+@functools.lru_cache(maxsize=256)
+def _normalize(text: str) -> str:
+    # Cached: eight substitutions per error, and an error storm repeats one message (the
+    # input is cut first, so the cache holds at most 256 x 1,600 characters).
     # NUL is the parking mark of error codes below; it never means anything in a message.
-    text = message[: MAX_MESSAGE_CHARS * 8].replace("\x00", "")
+    text = text.replace("\x00", "")
     # Park Discord error codes out of reach of the number rule, then put them back.
     text = _ERROR_CODE.sub(
         lambda m: f"{m.group(1)}\x00{m.group(2).translate(_DIGITS_TO_LETTERS)}\x00", text

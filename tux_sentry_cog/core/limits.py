@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -81,22 +82,53 @@ def clamp_tag_key(key: object) -> str:
 
 def clamp_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     """Return ``tags`` with keys and values inside Sentry's limits."""
-    return {clamp_tag_key(key): clamp_tag_value(value) for key, value in tags.items()}
+    # clamp_tag_value's common case inlined: this runs on every event and transaction.
+    return {
+        clamp_tag_key(key): value
+        if type(value) is str
+        and 0 < len(value) <= MAX_TAG_VALUE
+        and "\n" not in value
+        and "\r" not in value
+        else clamp_tag_value(value)
+        for key, value in tags.items()
+    }
+
+
+_SCALARS = (bool, int, float)
+_COLLECTIONS = (list, tuple, set, frozenset)
+
+
+def _plain(value: Any) -> bool:
+    """A value :func:`clamp_context` returns as it is: a short ``str``, a number, ``None``.
+
+    Exact types only (a subclass takes the general path): this runs for every field of
+    every context of every error event.
+    """
+    kind = type(value)
+    if kind is str:
+        return len(value) <= MAX_CONTEXT_STRING
+    return value is None or kind is int or kind is float or kind is bool
 
 
 def clamp_context(value: Any, depth: int = 0) -> Any:
     """Return a copy of ``value`` whose strings, lists and depth stay inside the limits."""
+    if _plain(value) or isinstance(value, _SCALARS):
+        return value
     if isinstance(value, str):
         return cut(value, MAX_CONTEXT_STRING)
-    if value is None or isinstance(value, bool | int | float):
-        return value
     if depth >= MAX_CONTEXT_DEPTH:
         return cut(str(value), MAX_CONTEXT_STRING)
     if isinstance(value, Mapping):
-        items = list(value.items())[:MAX_CONTEXT_ITEMS]
-        return {cut(str(k), MAX_TAG_VALUE): clamp_context(v, depth + 1) for k, v in items}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [clamp_context(v, depth + 1) for v in list(value)[:MAX_CONTEXT_ITEMS]]
+        clamped: dict[str, Any] = {}
+        for k, v in itertools.islice(value.items(), MAX_CONTEXT_ITEMS):
+            key = k if type(k) is str and len(k) <= MAX_TAG_VALUE else cut(str(k), MAX_TAG_VALUE)
+            clamped[key] = v if _plain(v) else clamp_context(v, depth + 1)
+        return clamped
+    if isinstance(value, _COLLECTIONS):
+        return [
+            v if _plain(v) else clamp_context(v, depth + 1)
+            for v in itertools.islice(value, MAX_CONTEXT_ITEMS)
+        ]
     return cut(str(value), MAX_CONTEXT_STRING)
 
 
@@ -108,11 +140,33 @@ LARGE_BAG = 7800
 MAX_USER_FIELD = 128
 
 
+#: One encoder for every size measurement: ``json.dumps`` with an argument builds a new
+#: encoder per call, a sizeable part of measuring a small bag.
+_ENCODER = json.JSONEncoder(default=str)
+
+
 def _size(node: Any) -> int:
     try:
-        return len(json.dumps(node, default=str))
+        return len(_ENCODER.encode(node))
     except (TypeError, ValueError):
         return len(str(node))
+
+
+def _fit_all(bags: list[Any], budget: int) -> None:
+    """Fit each of ``bags`` within ``budget``, measuring them together first.
+
+    The JSON of a list holds the JSON of each item whole, so a list within the budget
+    proves every bag is: one measurement instead of one per bag in the common case.
+    """
+    if not bags:
+        return
+    try:
+        fits = len(_ENCODER.encode(bags)) <= budget
+    except (TypeError, ValueError):
+        fits = False
+    if not fits:
+        for bag in bags:
+            fit_bag(bag, budget)
 
 
 def _strings(node: Any, found: list[tuple[Any, Any, int]]) -> None:
@@ -175,18 +229,29 @@ def _frames(event: dict[str, Any]) -> list[dict[str, Any]]:
 
 def fit_event(event: dict[str, Any]) -> None:
     """Fit the databags of an error event inside Sentry's limits, in place."""
-    for frame in _frames(event):
-        if isinstance(frame.get("vars"), dict):
-            fit_bag(frame["vars"], SMALL_BAG)
+    _fit_all(
+        [frame["vars"] for frame in _frames(event) if isinstance(frame.get("vars"), dict)],
+        SMALL_BAG,
+    )
     crumbs = event.get("breadcrumbs")
     values = crumbs.get("values") if isinstance(crumbs, dict) else crumbs
-    for crumb in values if isinstance(values, list) else []:
-        if isinstance(crumb, dict) and isinstance(crumb.get("data"), dict):
-            fit_bag(crumb["data"], SMALL_BAG)
+    _fit_all(
+        [
+            crumb["data"]
+            for crumb in (values if isinstance(values, list) else ())
+            if isinstance(crumb, dict) and isinstance(crumb.get("data"), dict)
+        ],
+        SMALL_BAG,
+    )
     contexts = event.get("contexts")
-    for name, context in contexts.items() if isinstance(contexts, dict) else ():
-        if name != "trace" and isinstance(context, dict):
-            fit_bag(context, LARGE_BAG)
+    _fit_all(
+        [
+            context
+            for name, context in (contexts.items() if isinstance(contexts, dict) else ())
+            if name != "trace" and isinstance(context, dict)
+        ],
+        LARGE_BAG,
+    )
     user = event.get("user")
     if isinstance(user, dict):
         for key, value in user.items():

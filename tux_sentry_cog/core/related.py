@@ -88,10 +88,32 @@ class RelatedErrorDetector:
         string), ``correlation_id``, ``user.id``, ``guild.id`` and ``command.name`` are
         read when present.
         """
+        record = self._record(error, context)
+        _, related = self._scan(record, None)
+        self.recent_errors.append(record)
+        return related
+
+    def relate(
+        self, error: BaseException, context: Mapping[str, Any], limit: int = MAX_RELATED_ON_EVENT
+    ) -> tuple[int, list[RelatedError]]:
+        """Record ``error``; return how many earlier errors relate to it and the newest few.
+
+        The few are distinct: the newest one per fingerprint, command and relation, at
+        most ``limit``. A burst of one error fills the window with copies that differ
+        only in their age; ten of them on an event say less than the count does, cost
+        the event ~50 fields to serialise, and crowd out every other relation.
+        ``context`` is read as in :meth:`record_error`.
+        """
+        record = self._record(error, context)
+        result = self._scan(record, limit)
+        self.recent_errors.append(record)
+        return result
+
+    def _record(self, error: BaseException, context: Mapping[str, Any]) -> ErrorRecord:
         fingerprint = context.get("fingerprint")
         if isinstance(fingerprint, Sequence) and not isinstance(fingerprint, str):
             fingerprint = "|".join(str(part) for part in fingerprint)
-        record = ErrorRecord(
+        return ErrorRecord(
             timestamp=self._clock(),
             fingerprint=str(fingerprint or type(error).__name__),
             error_type=type(error).__name__,
@@ -100,34 +122,50 @@ class RelatedErrorDetector:
             guild_id=_section(context, "guild", "id"),
             command=_section(context, "command", "name"),
         )
-        related = self._find_related(record)
-        self.recent_errors.append(record)
-        return related
 
-    def _find_related(self, current: ErrorRecord) -> list[RelatedError]:
+    def _scan(  # noqa: C901 - the relation rules are inlined (see below)
+        self, current: ErrorRecord, limit: int | None
+    ) -> tuple[int, list[RelatedError]]:
+        """Count the related errors; keep all of them (``limit=None``) or the newest distinct.
+
+        Every reported error scans the whole window, so the relation rules are inlined
+        here with the current error's fields in locals. Strongest relation first: the same
+        run, then the same cause, then who and where ("dm" is no guild to share).
+        """
+        correlation_id = current.correlation_id
+        fingerprint = current.fingerprint
+        user_id = current.user_id
+        command = current.command
+        guild_id = current.guild_id if current.guild_id != "dm" else None
+        now = current.timestamp
+        window = self._window
         related: list[RelatedError] = []
+        seen: set[tuple[str, str | None, str]] = set()
+        count = 0
         for earlier in reversed(self.recent_errors):
-            age = current.timestamp - earlier.timestamp
-            if age > self._window:
+            age = now - earlier.timestamp
+            if age > window:
                 break  # the deque is in time order: everything further is older
-            relation = self._relation(current, earlier)
-            if relation is not None:
+            if correlation_id and correlation_id == earlier.correlation_id:
+                relation = "same_run"
+            elif fingerprint == earlier.fingerprint:
+                relation = "same_fingerprint"
+            elif user_id and user_id == earlier.user_id:
+                relation = "same_user"
+            elif command and command == earlier.command:
+                relation = "same_command"
+            elif guild_id and guild_id == earlier.guild_id:
+                relation = "same_guild"
+            else:
+                continue
+            count += 1
+            if limit is None:
                 related.append(RelatedError(earlier.fingerprint, earlier.command, age, relation))
-        return related
-
-    @staticmethod
-    def _relation(current: ErrorRecord, earlier: ErrorRecord) -> str | None:
-        # Strongest relation first: the same run, then the same cause, then who and where.
-        if current.correlation_id and current.correlation_id == earlier.correlation_id:
-            return "same_run"
-        if current.fingerprint == earlier.fingerprint:
-            return "same_fingerprint"
-        if current.user_id and current.user_id == earlier.user_id:
-            return "same_user"
-        if current.command and current.command == earlier.command:
-            return "same_command"
-        if current.guild_id and current.guild_id != "dm" and (
-            current.guild_id == earlier.guild_id
-        ):
-            return "same_guild"
-        return None
+            elif len(related) < limit:
+                key = (earlier.fingerprint, earlier.command, relation)
+                if key not in seen:
+                    seen.add(key)
+                    related.append(
+                        RelatedError(earlier.fingerprint, earlier.command, age, relation)
+                    )
+        return count, related

@@ -197,7 +197,7 @@ class ErrorReporter:
         ]
         # An error outside any run (a task, a listener) still gets an id of its own.
         correlation_id = run.correlation_id if run is not None else uuid.uuid4().hex
-        related = self.related.record_error(
+        related_count, related = self.related.relate(
             error,
             {
                 "fingerprint": fingerprint,
@@ -206,6 +206,7 @@ class ErrorReporter:
                 "guild": {"id": report.tags.get("guild.id")},
                 "command": {"name": report.tags.get("command.name")},
             },
+            MAX_RELATED_ON_EVENT,
         )
         send = self._connection.active and (
             self._capture_user_errors or not classification.user_caused
@@ -213,7 +214,14 @@ class ErrorReporter:
         if classification.user_caused:
             self.stats.user_errors += 1
         if send:
-            self._send(report, classification, fingerprint, related, correlation_id)
+            self._send(
+                report,
+                classification,
+                fingerprint,
+                correlation_id,
+                related_count=related_count,
+                related=related,
+            )
         else:
             self._breadcrumb(error, classification, report.tags, correlation_id)
         group = cut("|".join(fingerprint), MAX_NAME)
@@ -292,8 +300,10 @@ class ErrorReporter:
         report: ErrorReport,
         classification: Classification,
         fingerprint: list[str],
-        related: list[RelatedError],
         correlation_id: str,
+        *,
+        related_count: int,
+        related: list[RelatedError],
     ) -> str | None:
         error = report.error
         run = report.run
@@ -301,7 +311,7 @@ class ErrorReporter:
         tags["correlation_id"] = correlation_id
         tags["error.category"] = classification.category.value
         tags["error.severity"] = classification.severity.label
-        tags["error.related"] = "yes" if related else "no"
+        tags["error.related"] = "yes" if related_count else "no"
         contexts: dict[str, Any] = {
             **report.contexts,
             "error": error_context(error, classification),
@@ -313,8 +323,8 @@ class ErrorReporter:
             },
             "correlation": {
                 "correlation_id": correlation_id,
-                "related_count": len(related),
-                "related_errors": [r.as_context() for r in related[:MAX_RELATED_ON_EVENT]],
+                "related_count": related_count,
+                "related_errors": [r.as_context() for r in related],
             },
         }
         client = self._connection.client

@@ -103,34 +103,57 @@ class ErrorMetricsReporter:
         ``command_context`` holds ``name``, ``type``, ``cog_name``, ``status`` and
         ``response_time`` (milliseconds), as in the plan.
         """
+        duration = command_context.get("response_time")
+        self.record_command(
+            str(command_context.get("name") or "unknown"),
+            str(command_context.get("type") or "unknown"),
+            str(command_context.get("cog_name") or "none"),
+            str(command_context.get("status") or "ok"),
+            float(duration) if isinstance(duration, int | float) else None,
+        )
+
+    def record_command(
+        self,
+        name: str,
+        command_type: str,
+        cog_name: str,
+        status: str,
+        duration_ms: float | None,
+    ) -> None:
+        """:meth:`record_command_metrics` with its fields as arguments (the cog's per-run call).
+
+        Args:
+            name: Qualified command name.
+            command_type: SPEC.md's ``command.type``.
+            cog_name: The cog's name, ``"none"`` outside cogs.
+            status: The run's transaction status.
+            duration_ms: The run's duration; ``None`` records the count only.
+        """
         buffer = _buffer(self._buffer)
         if buffer is None:
             return
-        name = str(command_context.get("name") or "unknown")
-        command_type = str(command_context.get("type") or "unknown")
         buffer.count(
             "commands.executed",
             1,
             {
                 "command_name": name,
                 "command_type": command_type,
-                "cog_name": str(command_context.get("cog_name") or "none"),
-                "status": str(command_context.get("status") or "ok"),
+                "cog_name": cog_name,
+                "status": status,
             },
         )
-        duration = command_context.get("response_time")
-        if isinstance(duration, int | float):
+        if duration_ms is not None:
             buffer.distribution(
                 "commands.duration",
-                float(duration),
+                duration_ms,
                 _MS,
                 {"command_name": name, "command_type": command_type},
             )
             buffer.distribution(
                 "command.performance",
-                float(duration),
+                duration_ms,
                 _MS,
-                {"command_name": name, "performance_tier": performance_tier(float(duration))},
+                {"command_name": name, "performance_tier": performance_tier(duration_ms)},
             )
 
     def error_rate(self, last_seconds: float = 60.0) -> float:
