@@ -205,3 +205,10 @@ async def test_a_fault_in_the_cog_never_breaks_the_command(make_bot, caplog, sen
     assert faults, "the fault must be logged"
     assert all("exploded" in str(r.exc_info[1]) for r in faults if r.exc_info)
     assert sentry_flush().events() == []
+
+
+async def test_local_mode_leaves_the_process_scope_untouched(make_bot):
+    harness = await make_bot(SentryCogConfig())
+    await harness.message("!tools hammer")
+    assert "command.name" not in sentry_sdk.get_isolation_scope()._tags
+    assert harness.bot.get_cog("Sentry").reporter.stats.reported == 1

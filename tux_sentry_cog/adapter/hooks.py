@@ -113,11 +113,15 @@ def _source_id(source: ContextOrInteraction) -> int | None:
     return source.id
 
 
-def _resolved(run: CommandRun, info: SourceInfo, source: ContextOrInteraction) -> SourceInfo:
+def _resolved(
+    run: CommandRun, info: SourceInfo, source: ContextOrInteraction, *, scoped: bool = True
+) -> SourceInfo:
     """The run's info with the subcommand discord.py resolved while invoking.
 
     ``bot.invoke`` sees the group (``sentry``); the leaf (``sentry test``) is known only
     once the group has parsed its arguments, so names are settled at the end of the run.
+    ``scoped`` says the run has an isolation scope of its own to retag; in local mode it
+    has none, and the process-wide scope must not take the tag.
     """
     if not isinstance(source, commands.Context) or source.command is None:
         return info
@@ -133,7 +137,8 @@ def _resolved(run: CommandRun, info: SourceInfo, source: ContextOrInteraction) -
     try:
         if transaction is not None:
             transaction.name = name
-        sentry_sdk.get_isolation_scope().set_tag("command.name", name)
+        if scoped:
+            sentry_sdk.get_isolation_scope().set_tag("command.name", name)
     except Exception:
         _log.debug("could not rename the run", exc_info=True)
     return info._replace(name=name, cog=source.command.cog_name)
@@ -432,7 +437,7 @@ class BotInstrumentation:
             run.record_error(unwrap_error(exc))
             raise
         finally:
-            self._settle(run, _resolved(run, info, source), source)
+            self._settle(run, _resolved(run, info, source, scoped=False), source)
 
     async def _run_traced(
         self,
