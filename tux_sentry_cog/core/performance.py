@@ -217,6 +217,15 @@ class _Window:
             del self._sorted[bisect.bisect_left(self._sorted, oldest)]
         bisect.insort(self._sorted, value)
 
+    def median(self) -> float:
+        """``quantile(0.5)``, the same arithmetic without the general case's steps."""
+        values = self._sorted
+        last = len(values) - 1
+        low = last // 2
+        if last % 2 == 0:
+            return values[low]  # durations are finite and positive: + 0.0 changes nothing
+        return values[low] + (values[low + 1] - values[low]) * 0.5
+
     def quantile(self, q: float) -> float:
         # Linear interpolation between closest ranks (numpy's default method).
         position = q * (len(self._sorted) - 1)
@@ -361,14 +370,20 @@ class PerformanceMonitor:
         if not math.isfinite(duration) or duration < 0:
             return None
         duration = max(duration, _MIN_DURATION_MS)
-        state = self._state(command_name)
+        # Every command run comes through here: the lookups are inlined, and a calm run
+        # (below) takes a short path.
+        state = self._commands.get(command_name)
+        if state is None:
+            state = self._state(command_name)
+        else:
+            self._commands.move_to_end(command_name)
         state.runs += 1
         window = state.window
         if len(window) < self._warmup:
             window.add(duration)
             return None
 
-        p50 = max(window.quantile(0.5), _MIN_DURATION_MS)
+        p50 = max(window.median(), _MIN_DURATION_MS)
         if state.score == 0.0 and duration <= max(p50 * self._min_ratio, p50 + self._min_excess_ms):
             # The common calm run. The threshold is never below these two floors, so
             # this run's step is <= 0 and a score at 0 stays there: the outcome the full
