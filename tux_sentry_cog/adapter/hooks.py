@@ -49,6 +49,7 @@ from tux_sentry_cog.adapter.sources import (
 from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
+from tux_sentry_cog.core.payload import JsonReady
 from tux_sentry_cog.core.runs import CommandRun, current_run
 
 if TYPE_CHECKING:
@@ -200,11 +201,11 @@ def add_finished_breadcrumb(run: CommandRun) -> None:
         category="command",
         message=f"Finished command: {run.name}",
         level="error" if run.errors else "info",
-        data={
-            "failed": bool(run.errors),
-            "duration_ms": round(run.elapsed_ms(), 3),
-            "correlation_id": run.correlation_id,
-        },
+        data=JsonReady(
+            failed=bool(run.errors),
+            duration_ms=round(run.elapsed_ms(), 3),
+            correlation_id=run.correlation_id,
+        ),
     )
 
 
@@ -500,12 +501,15 @@ class BotInstrumentation:
                 tags["correlation_id"] = run.correlation_id
                 scope.set_tags(tags)
                 if info.user_id is not None:
-                    scope.set_user({"id": str(info.user_id)})
+                    # Whole through the SDK's serializer, like the breadcrumb's data.
+                    scope.set_user(JsonReady(id=str(info.user_id)))
                 run.transaction = self.transactions.open_run_transaction(run, info.known)
                 scope.add_breadcrumb(
                     category="command",
                     message=f"Started command: {info.name}",
-                    data={"command_type": info.command_type, "correlation_id": run.correlation_id},
+                    data=JsonReady(
+                        command_type=info.command_type, correlation_id=run.correlation_id
+                    ),
                 )
             except Exception:
                 _log.exception("tux_sentry_cog could not open the command's transaction")

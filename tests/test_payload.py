@@ -1,0 +1,132 @@
+"""Parts of an event the SDK's serializer takes whole (core/payload.py).
+
+The serializer walks every node of an event; the cog's own contexts, tags, fingerprint
+and user skip that walk through ``__sentry_repr__``. What they become must still be
+what the serializer would have made: checked against ``sentry_sdk.serializer.serialize``
+itself, and end to end with an object no JSON encoder accepts put into a context.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from enum import IntEnum
+from typing import Any
+
+import pytest
+import sentry_sdk
+from conftest import assert_sentry_accepts
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sentry_sdk.serializer import serialize
+
+from tux_sentry_cog.core.payload import MAX_DEPTH, JsonReady, JsonReadyList, wire_copy
+
+
+class Colour(IntEnum):
+    RED = 1
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque thing>"
+
+
+def _the_serializers(value: dict[str, Any]) -> Any:
+    """What sentry-sdk's serializer makes of ``value`` walked node by node."""
+    return serialize({"contexts": {"part": value}})["contexts"]["part"]
+
+
+JSON_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+)
+TREES = st.recursive(
+    JSON_LEAVES,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.tuples(children, children),
+        st.dictionaries(st.text(max_size=8), children, max_size=4),
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), TREES, max_size=6))
+def test_same_result_as_the_serializer(value: dict[str, Any]) -> None:
+    assert wire_copy(JsonReady(value)) == _the_serializers(value)
+    # And the SDK takes the part through its short cut with that same result.
+    assert serialize({"contexts": {"part": JsonReady(value)}})["contexts"]["part"] == (
+        _the_serializers(value)
+    )
+
+
+def test_values_json_cannot_hold_become_what_the_serializer_makes() -> None:
+    when = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    value = {
+        "object": Opaque(),
+        "when": when,
+        "nan": math.nan,
+        "enum": Colour.RED,
+        "bytes": b"caf\xc3\xa9 \xff",
+        "set": {3},
+        "nested": {"inner": [Opaque(), (1, 2)]},
+        7: "an int key",
+    }
+    copied = wire_copy(JsonReady(value))
+    assert copied == _the_serializers(value)
+    assert copied["object"] == "<Opaque thing>"
+    assert copied["nan"] == "nan"
+    assert copied["7"] == "an int key"
+    json.dumps(copied, allow_nan=False)  # what the envelope encoder requires
+
+
+def test_a_cycle_ends_as_a_repr_instead_of_recursing() -> None:
+    looped: dict[str, Any] = {"name": "loop"}
+    looped["self"] = looped
+    copied = wire_copy(JsonReady(looped))
+    depth, node = 0, copied
+    while isinstance(node, dict):
+        node, depth = node["self"], depth + 1
+    assert depth == MAX_DEPTH
+    assert isinstance(node, str)
+    json.dumps(copied, allow_nan=False)
+
+
+def test_the_copy_is_not_the_callers_object() -> None:
+    part = JsonReady(inner={"a": 1})
+    copied = part.__sentry_repr__()
+    copied["inner"]["a"] = 2
+    assert part["inner"]["a"] == 1
+    assert JsonReadyList(["x", 1]).__sentry_repr__() == ["x", 1]
+
+
+@pytest.mark.parametrize("bad", [Opaque(), math.inf, {1, 2}])
+async def test_an_event_processor_putting_objects_into_our_context_loses_nothing(
+    make_bot, sentry_flush, bad: Any
+) -> None:
+    """A bot's own event processor writes into the cog's contexts before serialization;
+    the event still arrives whole and valid, the object as the serializer shows it."""
+    harness = await make_bot()
+
+    def processor(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any]:
+        if event.get("type") != "transaction":
+            event["contexts"]["command"]["added_by_the_bot"] = bad
+            event["tags"]["bot.tag"] = 5
+        return event
+
+    sentry_sdk.get_isolation_scope().add_event_processor(processor)
+    await harness.message("!boom")
+    events = sentry_flush().events()
+    assert len(events) == 1
+    event = events[0]
+    assert_sentry_accepts(event)
+    assert event["contexts"]["command"]["added_by_the_bot"] == _the_serializers({"x": bad})["x"]
+    assert event["tags"]["bot.tag"] == "5"
+    assert event["contexts"]["command"]["name"] == "boom"
+    assert event["fingerprint"][0] == "RuntimeError"
