@@ -146,3 +146,21 @@ async def test_activity_is_counted_only_when_asked(make_bot, sentry_endpoint):
     await quiet.message("hello there")
     await quiet.bot.unload_extension("tux_sentry_cog")
     assert _named(sentry_endpoint, "tux.user_activity") == []
+
+
+async def test_a_big_flush_reaches_sentry_in_small_batches(make_bot, sentry_endpoint):
+    """The flush hands metrics to the transport every HANDOFF_ITEMS, so the SDK never
+    encodes a batch of 1,000 in one GIL-holding call; every metric still arrives."""
+    from tux_sentry_cog.core.metrics import HANDOFF_ITEMS
+
+    harness = await make_bot()
+    cog = harness.bot.get_cog("Sentry")
+    for i in range(450):
+        cog.telemetry.buffer.count("bulk", attributes={"n": str(i)})
+    sent = await cog.telemetry.flush()
+    assert sent >= 450
+    assert sentry_endpoint.wait_for(lambda e: len(_named(e, "tux.bulk")) == 450)
+    sizes = [len(payload["items"]) for payload in sentry_endpoint.items("trace_metric")]
+    assert sum(sizes) == sent
+    assert max(sizes) <= HANDOFF_ITEMS
+    assert len(sizes) >= sent // HANDOFF_ITEMS

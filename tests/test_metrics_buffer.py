@@ -385,8 +385,8 @@ async def test_emit_yields_to_the_event_loop_between_chunks():
     await asyncio.sleep(0)  # let it start
     start = ticks[0]
     try:
-        # No time limit and no pauses: chunks are exactly 250 calls.
-        sent = await emit(batch, "tux", sink, chunk_size=250, chunk_seconds=None, pause_every=0)
+        # No time limit and no hand-offs: chunks are exactly 250 calls.
+        sent = await emit(batch, "tux", sink, chunk_size=250, chunk_seconds=None)
     finally:
         running = False
         await task
@@ -433,19 +433,36 @@ async def test_emit_ends_a_chunk_when_its_time_is_up():
     assert len(runs) >= 7
 
 
-async def test_emit_pauses_every_so_many_items():
+async def test_emit_hands_off_every_so_many_items_and_at_the_end():
+    buf = MetricsBuffer()
+    for i in range(1_050):
+        buf.count(f"n{i}")
+    sink = RecordingSink()
+    seen_at: list[int] = []
+
+    async def handoff() -> bool:
+        seen_at.append(len(sink.calls))
+        return True
+
+    sent = await emit(buf.drain(), "tux", sink, chunk_size=40, handoff=handoff, handoff_every=300)
+    assert sent == 1_050
+    assert seen_at == [300, 600, 900, 1_050]
+
+
+async def test_emit_stops_handing_off_once_the_transport_falls_behind():
     buf = MetricsBuffer()
     for i in range(1_000):
         buf.count(f"n{i}")
-    batch = buf.drain()
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    sent = await emit(
-        batch, "tux", RecordingSink(), chunk_size=100, pause_every=300, pause_seconds=0.05
-    )
-    elapsed = loop.time() - start
-    assert sent == 1_000
-    assert elapsed >= 3 * 0.05  # paused after items 300, 600 and 900
+    answers = iter([True, False])
+    calls: list[int] = []
+    sink = RecordingSink()
+
+    async def handoff() -> bool:
+        calls.append(len(sink.calls))
+        return next(answers)
+
+    assert await emit(buf.drain(), "tux", sink, handoff=handoff, handoff_every=200) == 1_000
+    assert calls == [200, 400]  # nothing after the False, not even at the end
 
 
 async def test_emit_survives_a_raising_sink_and_logs_once(caplog):
@@ -474,8 +491,10 @@ async def test_emit_skips_non_finite_values(caplog):
 async def test_emit_rejects_bad_bounds():
     with pytest.raises(ValueError, match="chunk_size"):
         await emit(sample_batch(), "tux", RecordingSink(), chunk_size=0)
+    with pytest.raises(ValueError, match="handoff_every"):
+        await emit(sample_batch(), "tux", RecordingSink(), handoff_every=0)
     with pytest.raises(ValueError, match="negative"):
-        await emit(sample_batch(), "tux", RecordingSink(), pause_seconds=-1)
+        await emit(sample_batch(), "tux", RecordingSink(), chunk_seconds=-1)
 
 
 # SlidingWindowCounter ------------------------------------------------------------------

@@ -30,7 +30,7 @@ from discord.ext import tasks
 import _tux_sentry_cog_state as _state
 from tux_sentry_cog.adapter.hooks import add_finished_breadcrumb
 from tux_sentry_cog.core.limits import clamp_tags
-from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter, emit
+from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter, emit, hand_off
 from tux_sentry_cog.core.performance import PerformanceMonitor, ResourceWatch
 from tux_sentry_cog.core.reporters import BusinessMetricsReporter, ErrorMetricsReporter
 from tux_sentry_cog.core.resources import ResourceSample, ResourceSampler
@@ -57,6 +57,10 @@ MAX_VALUES_PER_KEY = 50
 MAX_GATEWAY_EVENTS = 20
 
 _INTERACTION_TYPES = frozenset({"slash", "context_menu", "component", "modal", "hybrid"})
+
+
+#: Longest wait for the transport per hand-off (see :func:`~tux_sentry_cog.core.metrics.hand_off`).
+HANDOFF_TIMEOUT = 2.0
 
 
 class Telemetry:
@@ -188,7 +192,7 @@ class Telemetry:
             self.flushes += 1
             if not self.connection.active:
                 return 0  # local mode: the counters feed the status report only
-            sent = await emit(batch, self.config.metric_prefix)
+            sent = await emit(batch, self.config.metric_prefix, handoff=self._handoff)
             self.emitted += sent
             return sent
         except asyncio.CancelledError:
@@ -197,6 +201,10 @@ class Telemetry:
             self.flush_failures += 1
             _log.exception("tux_sentry_cog could not flush metrics")
             return 0
+
+    async def _handoff(self) -> bool:
+        client = self.connection.client
+        return client is not None and await hand_off(client, HANDOFF_TIMEOUT)
 
     async def _flush(self) -> None:
         if self._flush_loop.current_loop == 0:

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
+import sentry_sdk.transport
 from sentry_sdk.utils import Dsn
 
 if TYPE_CHECKING:
@@ -47,6 +48,28 @@ RECENT_LOSS_SECONDS = 300.0
 
 #: Seconds to wait for buffered events when the cog unloads.
 FLUSH_TIMEOUT = 5.0
+
+
+# The SDK's asyncio transport is recent (sentry-sdk 2.4x); older SDKs have none.
+_ASYNC_TRANSPORT: type | None = getattr(sentry_sdk.transport, "AsyncHttpTransport", None)
+
+
+def _on_async_transport(client: Any) -> bool:
+    transport = getattr(client, "transport", None)
+    return _ASYNC_TRANSPORT is not None and isinstance(transport, _ASYNC_TRANSPORT)
+
+
+async def flush_off_loop(client: Any, seconds: float) -> None:
+    """Wait up to ``seconds`` for ``client`` to send what it queued, never on the loop.
+
+    ``Client.flush`` blocks its thread until the transport drains, so it runs in a
+    worker thread; a client on the SDK's asyncio transport has to be flushed on the
+    loop instead (its ``flush`` only warns and returns).
+    """
+    if _on_async_transport(client):
+        await client.flush_async(seconds)
+    else:
+        await asyncio.to_thread(client.flush, seconds)
 
 _REPORTED_ATTR = "__tux_sentry_reported__"
 
@@ -189,10 +212,13 @@ class SentryConnection:
         self._unwatch_transport()
         if mode is ClientMode.EXTERNAL:
             # The owner's client stays open; only wait for what we queued.
-            await asyncio.to_thread(client.flush, FLUSH_TIMEOUT)
+            await flush_off_loop(client, FLUSH_TIMEOUT)
             return
-        # flush() blocks its thread until the transport drains: never on the loop.
-        await asyncio.to_thread(client.close, FLUSH_TIMEOUT)
+        # close() blocks its thread until the transport drains: never on the loop.
+        if _on_async_transport(client):
+            await client.close_async(FLUSH_TIMEOUT)
+        else:
+            await asyncio.to_thread(client.close, FLUSH_TIMEOUT)
         if sentry_sdk.get_client() is client:
             sentry_sdk.get_global_scope().set_client(None)
 
