@@ -21,7 +21,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sentry_sdk.serializer import serialize
 
-from tux_sentry_cog.core.payload import MAX_DEPTH, JsonReady, JsonReadyList, wire_copy
+import copy
+
+from tux_sentry_cog.core.payload import (
+    MAX_DEPTH,
+    WHOLE_PARTS,
+    JsonReady,
+    JsonReadyList,
+    take_whole,
+    wire_copy,
+)
 
 
 class Colour(IntEnum):
@@ -64,6 +73,29 @@ def test_same_result_as_the_serializer(value: dict[str, Any]) -> None:
     assert serialize({"contexts": {"part": JsonReady(value)}})["contexts"]["part"] == (
         _the_serializers(value)
     )
+
+
+EVENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "contexts": st.dictionaries(st.text(max_size=8), st.dictionaries(st.text(max_size=8), TREES, max_size=4), max_size=4),
+        "tags": st.dictionaries(st.text(max_size=8), st.text(max_size=20), max_size=6),
+        "user": st.dictionaries(st.text(max_size=8), JSON_LEAVES, max_size=3),
+        "fingerprint": st.lists(st.text(max_size=20), max_size=5),
+        "modules": st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=8),
+        "extra": st.dictionaries(st.text(max_size=8), TREES, max_size=4),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EVENTS)
+def test_an_event_taken_whole_serializes_as_before(event: dict[str, Any]) -> None:
+    expected = serialize(copy.deepcopy(event))
+    marked = take_whole(copy.deepcopy(event))
+    assert all(type(marked[key]) in (JsonReady, JsonReadyList) for key in WHOLE_PARTS if key in marked)
+    assert type(marked.get("extra", {})) is dict  # a databag stays the serializer's to trim
+    assert serialize(marked) == expected
 
 
 def test_values_json_cannot_hold_become_what_the_serializer_makes() -> None:

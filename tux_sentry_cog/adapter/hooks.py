@@ -49,7 +49,7 @@ from tux_sentry_cog.adapter.sources import (
 from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
-from tux_sentry_cog.core.payload import JsonReady
+from tux_sentry_cog.core.payload import JsonReady, take_whole
 from tux_sentry_cog.core.runs import CommandRun, current_run
 
 if TYPE_CHECKING:
@@ -500,6 +500,8 @@ class BotInstrumentation:
                 tags = info.tags()
                 tags["correlation_id"] = run.correlation_id
                 scope.set_tags(tags)
+                # Events of the run skip the serializer's walk of their plain parts.
+                scope.add_event_processor(take_whole)
                 if info.user_id is not None:
                     # Whole through the SDK's serializer, like the breadcrumb's data.
                     scope.set_user(JsonReady(id=str(info.user_id)))
