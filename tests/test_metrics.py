@@ -5,6 +5,7 @@ from __future__ import annotations
 import sentry_sdk
 
 from tux_sentry_cog import SentryCogConfig, record_user_activity
+from tux_sentry_cog.core.metrics import HANDOFF_ITEMS
 from tux_sentry_cog.core.performance import performance_tier
 
 
@@ -151,8 +152,6 @@ async def test_activity_is_counted_only_when_asked(make_bot, sentry_endpoint):
 async def test_a_big_flush_reaches_sentry_in_small_batches(make_bot, sentry_endpoint):
     """The flush hands metrics to the transport every HANDOFF_ITEMS, so the SDK never
     encodes a batch of 1,000 in one GIL-holding call; every metric still arrives."""
-    from tux_sentry_cog.core.metrics import HANDOFF_ITEMS
-
     harness = await make_bot()
     cog = harness.bot.get_cog("Sentry")
     for i in range(450):

@@ -1,0 +1,99 @@
+"""Instructions per prefix command, counted by valgrind: bench_commands.py without the noise.
+
+Run: ``python benchmarks/count_instructions.py [--rate R]`` (needs ``valgrind``; about
+four minutes).
+
+CPU time on a shared machine moves by several percent from run to run, which is the
+size of the margins the targets ask for. Instructions executed do not move: each bot
+(bare, hand-written inline instrumentation, the cog) runs 50 and then 250 commands in
+a process of its own under callgrind, and the difference over the 200 extra commands
+is the cost of a command, start-up excluded. Same configurations as bench_commands.py
+(the SDK initialised first, a transport that drops envelopes). Instructions are not
+time (cache misses, branch prediction), so this is a cross-check of the CPU figures,
+not a replacement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+FEW, MANY = 50, 250
+
+
+async def _run(kind: str, rate: float, n: int) -> None:
+    """The measured process: set up one bot, run ``n`` commands, exit."""
+    import discord  # noqa: PLC0415 - only in the child process
+    import discord.ext.test as dpytest  # noqa: PLC0415
+    import sentry_sdk  # noqa: PLC0415
+    from bench_commands import NullTransport, make_bot  # noqa: PLC0415
+    from discord.ext import commands  # noqa: PLC0415
+
+    from tux_sentry_cog.testing import reset_sentry_sdk  # noqa: PLC0415
+
+    reset_sentry_sdk()
+    sentry_sdk.init(
+        dsn="http://" + "a" * 32 + "@127.0.0.1:9/1",
+        transport=NullTransport,
+        traces_sample_rate=rate,
+    )
+    host = commands.Bot(command_prefix="!", intents=discord.Intents.all())
+    await host._async_setup_hook()
+    dpytest.configure(host)
+    config = dpytest.get_config()
+    message = dpytest.backend.make_message("!noop hello", config.members[0], config.channels[0])
+    await dpytest.run_all_events()
+    bot = await make_bot(kind, host)
+    for _ in range(n):
+        await bot.process_commands(message)
+
+
+def _count(valgrind: str, kind: str, rate: float, n: int) -> int:
+    result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+        [
+            valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            sys.executable, __file__, "--child", kind, str(rate), str(n),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if found is None:
+        raise RuntimeError(result.stderr[-2000:])
+    return int(found.group(1))
+
+
+def main(rate: float) -> int:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed: nothing to count")
+        return 2
+    per_command = {
+        kind: (_count(valgrind, kind, rate, MANY) - _count(valgrind, kind, rate, FEW))
+        / (MANY - FEW)
+        for kind in ("bare", "inline", "cog")
+    }
+    inline = per_command["inline"] - per_command["bare"]
+    cog = per_command["cog"] - per_command["bare"]
+    print(f"Instructions per prefix command at sample rate {rate} (thousands)")
+    print(f"  bare {per_command['bare'] / 1e3:.0f}, inline {per_command['inline'] / 1e3:.0f}, "
+          f"cog {per_command['cog'] / 1e3:.0f}")
+    print(f"  added: inline {inline / 1e3:.0f}, cog {cog / 1e3:.0f}; "
+          f"cog / inline = {cog / inline:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        sys.path.insert(0, str(Path(__file__).parent))
+        asyncio.run(_run(sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+        raise SystemExit(0)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=1.0)
+    raise SystemExit(main(parser.parse_args().rate))
