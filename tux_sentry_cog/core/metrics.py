@@ -639,7 +639,7 @@ async def emit(
     sink: MetricsSink | None = None,
     *,
     chunk_size: int = 250,
-    chunk_seconds: float | None = 0.002,
+    chunk_seconds: float | None = 0.001,
     handoff: Callable[[], Awaitable[bool]] | None = None,
     handoff_every: int = HANDOFF_ITEMS,
 ) -> int:
