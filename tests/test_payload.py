@@ -30,6 +30,7 @@ from tux_sentry_cog.core.payload import (
     take_whole,
     wire_copy,
 )
+from tux_sentry_cog.testing import reset_sentry_sdk
 
 
 class Colour(IntEnum):
@@ -118,6 +119,22 @@ def test_values_json_cannot_hold_become_what_the_serializer_makes() -> None:
     assert copied["nan"] == "nan"
     assert copied["7"] == "an int key"
     json.dumps(copied, allow_nan=False)  # what the envelope encoder requires
+
+
+def test_the_owners_custom_repr_is_used_as_the_serializer_would() -> None:
+    def shown(value: Any) -> str | None:
+        return "custom!" if isinstance(value, Opaque) else None
+
+    sentry_sdk.init(custom_repr=shown)
+    try:
+        value = {"object": Opaque(), "other": object()}
+        copied = wire_copy(JsonReady(value))
+        assert copied["object"] == "custom!"
+        assert copied["other"].startswith("<object object")
+        expected = serialize({"contexts": {"part": value}}, custom_repr=shown)
+        assert copied == expected["contexts"]["part"]
+    finally:
+        reset_sentry_sdk()
 
 
 def test_a_cycle_ends_as_a_repr_instead_of_recursing() -> None:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import sentry_sdk
 from sentry_sdk._types import AnnotatedValue
 from sentry_sdk.utils import format_timestamp, safe_repr
 
@@ -42,7 +43,7 @@ def wire_copy(node: Any, depth: int = 0) -> Any:
     if kind is float:
         return node if math.isfinite(node) else safe_repr(node)
     if depth >= MAX_DEPTH:
-        return safe_repr(node)
+        return _repr(node)
     if kind is dict or kind is JsonReady:
         return _copy_dict(node, depth)
     if kind is list or kind is JsonReadyList:
@@ -83,6 +84,19 @@ def _other(node: Any, depth: int) -> Any:  # noqa: PLR0911 - one return per kind
         return [wire_copy(value, depth + 1) for value in node]
     if isinstance(node, (bytes, bytearray)):
         return node.decode("utf-8", "replace")
+    return _repr(node)
+
+
+def _repr(node: Any) -> str:
+    # As the serializer does: the owner's ``custom_repr`` option first, then safe_repr.
+    custom = getattr(sentry_sdk.get_client(), "options", {}).get("custom_repr")
+    if custom is not None:
+        try:
+            shown = custom(node)
+        except Exception:  # the serializer falls back to safe_repr the same way
+            shown = None
+        if shown:
+            return str(shown)
     return safe_repr(node)
 
 
