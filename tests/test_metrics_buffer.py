@@ -20,6 +20,7 @@ from tux_sentry_cog.core.metrics import (
     MetricsBuffer,
     SlidingWindowCounter,
     emit,
+    hand_off,
     split_key,
 )
 from tux_sentry_cog.testing import SentryEndpoint, reset_sentry_sdk
@@ -463,6 +464,50 @@ async def test_emit_stops_handing_off_once_the_transport_falls_behind():
 
     assert await emit(buf.drain(), "tux", sink, handoff=handoff, handoff_every=200) == 1_000
     assert calls == [200, 400]  # nothing after the False, not even at the end
+
+
+class SlowClient:
+    """Stands in for a client whose transport takes ``seconds`` to drain (or raises)."""
+
+    def __init__(self, seconds: float = 0.0, fail: bool = False) -> None:
+        self.seconds = seconds
+        self.fail = fail
+        self.waits: list[float] = []
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.waits.append(timeout)
+        if self.fail:
+            raise OSError("transport gone")
+        time.sleep(min(self.seconds, timeout or self.seconds))
+
+
+async def test_hand_off_waits_off_the_loop_and_reports_a_transport_behind(caplog):
+    loop = asyncio.get_running_loop()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(ticker())
+    try:
+        start = loop.time()
+        # A transport that drains within the wait: keep pacing.
+        assert await hand_off(SlowClient(seconds=0.05), 1.0) is True
+        # One that needs longer than the wait: stop pacing.
+        assert await hand_off(SlowClient(seconds=5.0), 0.2) is False
+        elapsed = loop.time() - start
+    finally:
+        task.cancel()
+    assert elapsed < 1.0  # the second wait ended at its 0.2 s, not at 5 s
+    assert ticks >= 20  # the loop kept turning while the worker thread waited
+    with caplog.at_level(logging.ERROR, logger="tux_sentry_cog.core.metrics"):
+        failing = SlowClient(fail=True)
+        assert await hand_off(failing, 1.0) is False
+    assert failing.waits == [1.0]
+    assert len(caplog.records) == 1
 
 
 async def test_emit_survives_a_raising_sink_and_logs_once(caplog):
