@@ -96,9 +96,8 @@ async def measure(bot: commands.Bot, message: discord.Message, n: int) -> float:
     return (time.thread_time() - start) / n
 
 
-async def run_rate(rate: float, n: int, rounds: int) -> tuple[dict[str, float], float]:
-    """All three bots live at once and take turns batch by batch, so the machine's
-    background load falls on each of them alike."""
+async def set_up(rate: float) -> tuple[commands.Bot, discord.Message]:
+    """The SDK at ``rate`` on a dropping transport, dpytest's host bot, and ``!noop``."""
     reset_sentry_sdk()
     sentry_sdk.init(
         dsn="http://" + "a" * 32 + "@127.0.0.1:9/1",
@@ -111,6 +110,13 @@ async def run_rate(rate: float, n: int, rounds: int) -> tuple[dict[str, float], 
     config = dpytest.get_config()
     message = dpytest.backend.make_message("!noop hello", config.members[0], config.channels[0])
     await dpytest.run_all_events()
+    return host, message
+
+
+async def run_rate(rate: float, n: int, rounds: int) -> tuple[dict[str, float], float]:
+    """All three bots live at once and take turns batch by batch, so the machine's
+    background load falls on each of them alike."""
+    host, message = await set_up(rate)
     bots = {kind: await make_bot(kind, host) for kind in ("bare", "inline", "cog")}
     samples: dict[str, list[float]] = {kind: [] for kind in bots}
     for bot in bots.values():

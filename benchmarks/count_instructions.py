@@ -28,26 +28,9 @@ FEW, MANY = 50, 250
 
 async def _run(kind: str, rate: float, n: int) -> None:
     """The measured process: set up one bot, run ``n`` commands, exit."""
-    import discord  # noqa: PLC0415 - only in the child process
-    import discord.ext.test as dpytest  # noqa: PLC0415
-    import sentry_sdk  # noqa: PLC0415
-    from bench_commands import NullTransport, make_bot  # noqa: PLC0415
-    from discord.ext import commands  # noqa: PLC0415
+    from bench_commands import make_bot, set_up  # noqa: PLC0415 - the child's path
 
-    from tux_sentry_cog.testing import reset_sentry_sdk  # noqa: PLC0415
-
-    reset_sentry_sdk()
-    sentry_sdk.init(
-        dsn="http://" + "a" * 32 + "@127.0.0.1:9/1",
-        transport=NullTransport,
-        traces_sample_rate=rate,
-    )
-    host = commands.Bot(command_prefix="!", intents=discord.Intents.all())
-    await host._async_setup_hook()
-    dpytest.configure(host)
-    config = dpytest.get_config()
-    message = dpytest.backend.make_message("!noop hello", config.members[0], config.channels[0])
-    await dpytest.run_all_events()
+    host, message = await set_up(rate)
     bot = await make_bot(kind, host)
     for _ in range(n):
         await bot.process_commands(message)

@@ -374,7 +374,7 @@ class PerformanceMonitor:
         # (below) takes a short path.
         state = self._commands.get(command_name)
         if state is None:
-            state = self._state(command_name)
+            state = self._new_state(command_name)
         else:
             self._commands.move_to_end(command_name)
         state.runs += 1
@@ -453,11 +453,7 @@ class PerformanceMonitor:
             return 0
         return state.window.storage() + len(state.pending) + len(state.episode)
 
-    def _state(self, command: str) -> _CommandState:
-        state = self._commands.get(command)
-        if state is not None:
-            self._commands.move_to_end(command)
-            return state
+    def _new_state(self, command: str) -> _CommandState:
         state = _CommandState(self._window, self._pending)
         self._commands[command] = state
         if len(self._commands) > self._max_commands:

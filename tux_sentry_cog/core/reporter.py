@@ -24,7 +24,7 @@ from sentry_sdk.utils import event_from_exception
 from tux_sentry_cog.core.client import SentryConnection, mark_reported
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator, normalize_message, safe_str
 from tux_sentry_cog.core.limits import MAX_NAME, clamp_context, clamp_tags, cut
-from tux_sentry_cog.core.payload import JsonReady, JsonReadyList
+from tux_sentry_cog.core.payload import take_whole
 from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
 from tux_sentry_cog.core.reporters import ErrorMetricsReporter
 
@@ -335,16 +335,15 @@ class ErrorReporter:
             mechanism={"type": MECHANISM_TYPE, "handled": report.handled},
         )
         event["level"] = classification.severity.value
+        event["fingerprint"] = fingerprint
+        event["tags"] = clamp_tags(tags)
+        event["contexts"] = {name: clamp_context(value) for name, value in contexts.items()}
+        if report.user is not None:
+            event["user"] = report.user
         # Built here from plain values and inside the limits already: the SDK's
         # serializer takes these parts whole instead of walking them (core/payload.py),
-        # which halves what an error event costs.
-        event["fingerprint"] = JsonReadyList(fingerprint)
-        event["tags"] = JsonReady(clamp_tags(tags))
-        event["contexts"] = JsonReady(
-            {name: clamp_context(value) for name, value in contexts.items()}
-        )
-        if report.user is not None:
-            event["user"] = JsonReady(report.user)
+        # also for an error with no command run (whose scope has no take_whole).
+        take_whole(event)
         event_id = sentry_sdk.capture_event(event, hint=hint)
         if event_id is not None:
             self.stats.sent += 1
