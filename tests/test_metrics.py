@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import sentry_sdk
 
 from tux_sentry_cog import SentryCogConfig, record_user_activity
@@ -156,8 +158,11 @@ async def test_a_big_flush_reaches_sentry_in_small_batches(make_bot, sentry_endp
     cog = harness.bot.get_cog("Sentry")
     for i in range(450):
         cog.telemetry.buffer.count("bulk", attributes={"n": str(i)})
+    collector_was_on = gc.isenabled()
     sent = await cog.telemetry.flush()
     assert sent >= 450
+    # The flush pauses automatic collection while it sends, and only while it sends.
+    assert gc.isenabled() == collector_was_on
     assert sentry_endpoint.wait_for(lambda e: len(_named(e, "tux.bulk")) == 450)
     sizes = [len(payload["items"]) for payload in sentry_endpoint.items("trace_metric")]
     assert sum(sizes) == sent

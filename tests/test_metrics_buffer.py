@@ -10,11 +10,13 @@ import math
 import random
 import time
 import tracemalloc
+import weakref
 from typing import Any
 
 import pytest
 import sentry_sdk
 
+from tux_sentry_cog.core import metrics as metrics_module
 from tux_sentry_cog.core.metrics import (
     MetricsBatch,
     MetricsBuffer,
@@ -464,6 +466,112 @@ async def test_emit_stops_handing_off_once_the_transport_falls_behind():
 
     assert await emit(buf.drain(), "tux", sink, handoff=handoff, handoff_every=200) == 1_000
     assert calls == [200, 400]  # nothing after the False, not even at the end
+
+
+class _Cycle:
+    """An object in a reference cycle: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+class CollectorSink(RecordingSink):
+    """Notes, per call, whether automatic collection is on; makes a cycle at call 50."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled: list[bool] = []
+        self.cycle: weakref.ref[_Cycle] | None = None
+
+    def _record(self, kind: str, name: str, value: float, unit: Any, attributes: Any) -> None:
+        self.enabled.append(gc.isenabled())
+        if len(self.calls) == 50:
+            self.cycle = weakref.ref(_Cycle())
+        super()._record(kind, name, value, unit, attributes)
+
+
+@pytest.fixture
+def collector_on():
+    """Automatic collection on for the test, whatever the runner had; restored after."""
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    if was:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+def _counts(n: int) -> MetricsBatch:
+    buf = MetricsBuffer()
+    for i in range(n):
+        buf.count(f"n{i}")
+    return buf.drain()
+
+
+async def test_emit_pauses_the_collector_and_collects_the_young_at_each_hand_off(collector_on):
+    sink = CollectorSink()
+    alive_at_handoff: list[bool] = []
+
+    async def handoff() -> bool:
+        alive_at_handoff.append(sink.cycle is not None and sink.cycle() is not None)
+        return True
+
+    sent = await emit(_counts(300), "tux", sink, handoff=handoff, handoff_every=100, pause_gc=True)
+    assert sent == 300
+    assert not any(sink.enabled)  # paused for every call
+    assert gc.isenabled()  # and on again after
+    # The cycle made at call 50 is still there at the first hand-off (nothing collects
+    # automatically) and gone by the second: the young generation was collected by hand.
+    assert alive_at_handoff == [True, False, False]
+
+
+async def test_emit_without_pause_gc_leaves_the_collector_alone(collector_on):
+    sink = CollectorSink()
+    await emit(_counts(100), "tux", sink)
+    assert all(sink.enabled)
+
+
+async def test_emit_leaves_a_collector_someone_turned_off_off(collector_on):
+    gc.disable()
+    sink = CollectorSink()
+    await emit(_counts(300), "tux", sink, handoff_every=100, pause_gc=True)
+    assert not gc.isenabled()
+    assert sink.cycle is not None
+    assert sink.cycle() is not None  # emit collected nothing
+
+
+async def test_emit_resumes_the_collector_after_the_pause_limit(collector_on, monkeypatch):
+    monkeypatch.setattr(metrics_module, "GC_PAUSE_LIMIT", 0.0)
+    sink = CollectorSink()
+    await emit(_counts(300), "tux", sink, handoff_every=100, pause_gc=True)
+    # Paused from the start, on again from the first hand-off: the limit has passed.
+    assert sink.enabled[:100] == [False] * 100
+    assert all(sink.enabled[100:])
+
+
+async def test_emit_resumes_the_collector_when_cancelled(collector_on):
+    started = asyncio.Event()
+
+    class Stalling(RecordingSink):
+        def _record(self, *args: Any) -> None:
+            started.set()
+            super()._record(*args)
+
+    async def handoff() -> bool:
+        await asyncio.sleep(3600)  # a transport that never drains
+        return True
+
+    task = asyncio.create_task(
+        emit(_counts(300), "tux", Stalling(), handoff=handoff, handoff_every=100, pause_gc=True)
+    )
+    await started.wait()
+    assert not gc.isenabled()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gc.isenabled()
 
 
 class SlowClient:

@@ -192,7 +192,9 @@ class Telemetry:
             self.flushes += 1
             if not self.connection.active:
                 return 0  # local mode: the counters feed the status report only
-            sent = await emit(batch, self.config.metric_prefix, handoff=self._handoff)
+            sent = await emit(
+                batch, self.config.metric_prefix, handoff=self._handoff, pause_gc=True
+            )
             self.emitted += sent
             return sent
         except asyncio.CancelledError:
