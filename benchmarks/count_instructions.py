@@ -1,7 +1,9 @@
 """Instructions per prefix command, counted by valgrind: bench_commands.py without the noise.
 
-Run: ``python benchmarks/count_instructions.py [--rate R]`` (needs ``valgrind``; about
-four minutes).
+Run: ``python benchmarks/count_instructions.py [--rate R] [--errors]`` (needs
+``valgrind``; about four minutes). ``--errors`` counts the error path instead: a failing
+command on a bare bot, on a bot whose ``on_command_error`` calls ``capture_exception``,
+and with the cog (bench_errors_memory.py's bots, 120 failures minus 20).
 
 CPU time on a shared machine moves by several percent from run to run, which is the
 size of the margins the targets ask for. Instructions executed do not move: each bot
@@ -28,12 +30,38 @@ FEW, MANY = 50, 250
 
 async def _run(kind: str, rate: float, n: int) -> None:
     """The measured process: set up one bot, run ``n`` commands, exit."""
+    if kind in ERROR_KINDS:
+        await _run_failures(kind, n)
+        return
     from bench_commands import make_bot, set_up  # noqa: PLC0415 - the child's path
 
     host, message = await set_up(rate)
     bot = await make_bot(kind, host)
     for _ in range(n):
         await bot.process_commands(message)
+
+
+#: The error path's bots (bench_errors_memory.py): bare, capture_exception in
+#: on_command_error, and the cog; the command fails every time, sample rate 0.
+ERROR_KINDS = {"bare-fail": {}, "capture-fail": {"capture": True}, "cog-fail": {"load": True}}
+
+
+async def _run_failures(kind: str, n: int) -> None:
+    import discord.ext.test as dpytest  # noqa: PLC0415 - the child's imports
+    from bench_errors_memory import _bot, _init_sdk  # noqa: PLC0415
+
+    _init_sdk(0.0)
+    host = await _bot(load=False)
+    dpytest.configure(host)
+    config = dpytest.get_config()
+    message = dpytest.backend.make_message("!fail", config.members[0], config.channels[0])
+    await dpytest.run_all_events()
+    options = ERROR_KINDS[kind]
+    bot = await _bot(load=bool(options.get("load")), host=host,
+                     capture=bool(options.get("capture")))
+    for _ in range(n):
+        await bot.process_commands(message)
+        await asyncio.sleep(0)  # on_command_error runs in a task of its own
 
 
 def _count(valgrind: str, kind: str, rate: float, n: int) -> int:
@@ -52,11 +80,32 @@ def _count(valgrind: str, kind: str, rate: float, n: int) -> int:
     return int(found.group(1))
 
 
-def main(rate: float) -> int:
+def main_errors(valgrind: str) -> int:
+    """The error path: what the cog adds per failure against capture_exception alone."""
+    few, many = 20, 120
+    per_failure = {
+        kind: (_count(valgrind, kind, 0.0, many) - _count(valgrind, kind, 0.0, few))
+        / (many - few)
+        for kind in ERROR_KINDS
+    }
+    capture = per_failure["capture-fail"] - per_failure["bare-fail"]
+    cog = per_failure["cog-fail"] - per_failure["bare-fail"]
+    print("Instructions per failing prefix command (thousands)")
+    print(f"  bare {per_failure['bare-fail'] / 1e3:.0f}, "
+          f"capture_exception {per_failure['capture-fail'] / 1e3:.0f}, "
+          f"cog {per_failure['cog-fail'] / 1e3:.0f}")
+    print(f"  added: capture_exception {capture / 1e3:.0f}, cog {cog / 1e3:.0f}; "
+          f"cog / capture_exception = {cog / capture:.2f}")
+    return 0
+
+
+def main(rate: float, errors: bool = False) -> int:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         print("valgrind is not installed: nothing to count")
         return 2
+    if errors:
+        return main_errors(valgrind)
     per_command = {
         kind: (_count(valgrind, kind, rate, MANY) - _count(valgrind, kind, rate, FEW))
         / (MANY - FEW)
@@ -79,4 +128,7 @@ if __name__ == "__main__":
         raise SystemExit(0)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=1.0)
-    raise SystemExit(main(parser.parse_args().rate))
+    parser.add_argument("--errors", action="store_true",
+                        help="count the error path instead (bench_errors_memory.py's bots)")
+    arguments = parser.parse_args()
+    raise SystemExit(main(arguments.rate, arguments.errors))

@@ -75,9 +75,34 @@ def test_same_result_as_the_serializer(value: dict[str, Any]) -> None:
     )
 
 
+# Hypothesis takes naive bounds and adds the zone itself.
+CRUMB_TIMES = st.datetimes(
+    min_value=datetime(2020, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2030, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
+CRUMB_DATA = st.dictionaries(st.text(max_size=8), JSON_LEAVES, max_size=4)
+CRUMBS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["default", "log", "http"]),
+            "timestamp": CRUMB_TIMES,
+            "message": st.text(max_size=40),
+            # The cog's own (data a JsonReady) and anyone else's (a plain dict, nested).
+            "data": st.one_of(
+                st.builds(JsonReady, CRUMB_DATA),
+                st.dictionaries(st.text(max_size=8), TREES, max_size=12),
+            ),
+        },
+        optional={"category": st.text(max_size=10), "level": st.sampled_from(["info", "error"])},
+    ),
+    max_size=6,
+)
+
 EVENTS = st.fixed_dictionaries(
     {},
     optional={
+        "breadcrumbs": st.fixed_dictionaries({"values": CRUMBS}),
         "contexts": st.dictionaries(
             st.text(max_size=8), st.dictionaries(st.text(max_size=8), TREES, max_size=4), max_size=4
         ),
@@ -98,6 +123,10 @@ def test_an_event_taken_whole_serializes_as_before(event: dict[str, Any]) -> Non
     present = [key for key in WHOLE_PARTS if key in marked]
     assert all(type(marked[key]) in (JsonReady, JsonReadyList) for key in present)
     assert type(marked.get("extra", {})) is dict  # a databag stays the serializer's to trim
+    for crumb in marked.get("breadcrumbs", {}).get("values", []):
+        # Only the cog's own breadcrumbs go whole; anyone else's is walked and trimmed.
+        ours = type(crumb["data"]) is JsonReady
+        assert (type(crumb) is JsonReady) == ours
     assert serialize(marked) == expected
 
 

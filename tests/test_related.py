@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tux_sentry_cog.core.related import (
     MAX_RELATED_ON_EVENT,
@@ -255,3 +257,51 @@ def test_as_context_from_a_detection() -> None:
     assert context["command"] is None
     assert context["relation"] == "same_user"
     assert context["seconds_ago"] == pytest.approx(0.123)
+
+
+# relate() answers from a signature index; record_error() scans entry by entry. The two
+# must agree on every sequence: same count, same newest distinct relations, same ages.
+
+_ERRORS = st.lists(
+    st.tuples(
+        st.sampled_from(["fp-a", "fp-b", "fp-c"]),
+        st.sampled_from([None, "run-1", "run-2", "run-3", "run-4"]),
+        st.sampled_from([None, 1, 2]),
+        st.sampled_from([None, "dm", 10, 20]),
+        st.sampled_from([None, "play", "skip"]),
+        st.sampled_from([0.0, 0.0, 0.5, 3.0, 11.0]),  # seconds before this error
+    ),
+    max_size=40,
+)
+
+
+def _newest_distinct(related: list[RelatedError], limit: int) -> list[RelatedError]:
+    """What relate() keeps of record_error()'s full list: newest per key, at most limit."""
+    kept: list[RelatedError] = []
+    seen: set[tuple[str, str | None, str]] = set()
+    for item in related:
+        key = (item.fingerprint, item.command, item.relation)
+        if key not in seen and len(kept) < limit:
+            seen.add(key)
+            kept.append(item)
+    return kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ERRORS, st.integers(min_value=0, max_value=6), st.integers(min_value=1, max_value=4))
+def test_relate_agrees_with_the_entry_by_entry_scan(
+    errors: list[tuple[Any, ...]], max_errors: int, limit: int
+) -> None:
+    clocks = FakeClock(), FakeClock()
+    by_entry = _detector(clocks[0], max_errors=max_errors, window=10.0)
+    by_signature = _detector(clocks[1], max_errors=max_errors, window=10.0)
+    for fingerprint, run, user, guild, command, pause in errors:
+        for clock in clocks:
+            clock.advance(pause)
+        context = _context(fingerprint, run, user, guild, command)
+        everything = by_entry.record_error(ValueError(), context)
+        count, few = by_signature.relate(ValueError(), context, limit)
+        assert count == len(everything)
+        assert few == _newest_distinct(everything, limit)
+        assert list(by_signature.recent_errors) == list(by_entry.recent_errors)
+    assert len(by_signature.recent_errors) <= max_errors

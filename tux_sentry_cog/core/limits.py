@@ -120,9 +120,25 @@ def clamp_context(value: Any, depth: int = 0) -> Any:
         return cut(str(value), MAX_CONTEXT_STRING)
     if isinstance(value, Mapping):
         clamped: dict[str, Any] = {}
-        for k, v in itertools.islice(value.items(), MAX_CONTEXT_ITEMS):
+        pairs = (
+            value.items()
+            if len(value) <= MAX_CONTEXT_ITEMS
+            else itertools.islice(value.items(), MAX_CONTEXT_ITEMS)
+        )
+        for k, v in pairs:
             key = k if type(k) is str and len(k) <= MAX_TAG_VALUE else cut(str(k), MAX_TAG_VALUE)
-            clamped[key] = v if _plain(v) else clamp_context(v, depth + 1)
+            # _plain(v) inlined: this runs for every field of every context of every
+            # error event, and most fields are short strings and numbers.
+            kind = type(v)
+            clamped[key] = (
+                v
+                if (kind is str and len(v) <= MAX_CONTEXT_STRING)
+                or v is None
+                or kind is int
+                or kind is float
+                or kind is bool
+                else clamp_context(v, depth + 1)
+            )
         return clamped
     if isinstance(value, _COLLECTIONS):
         return [

@@ -14,7 +14,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from sentry_sdk.utils import event_from_exception
 from tux_sentry_cog.core.client import SentryConnection, mark_reported
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator, normalize_message, safe_str
 from tux_sentry_cog.core.limits import MAX_NAME, clamp_context, clamp_tags, cut
-from tux_sentry_cog.core.payload import take_whole
+from tux_sentry_cog.core.payload import JsonReady, take_whole
 from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
 from tux_sentry_cog.core.reporters import ErrorMetricsReporter
 
@@ -130,8 +130,9 @@ class ErrorReporter:
         capture_user_errors: Send user-caused errors as events too.
         system_context: Returns the ``system`` context (versions, memory, uptime).
         active_runs: Returns the number of command runs in flight.
-        scrub_text: Removes secrets and the run's sensitive strings from a text; the
-            fingerprint goes through it, so a user's argument never names a group.
+        scrub_texts: Removes secrets and the run's sensitive strings from each of some
+            texts; the fingerprint goes through it, so a user's argument never names a
+            group.
         metrics: Records ``errors.total`` and ``error_handling.duration``.
     """
 
@@ -146,7 +147,7 @@ class ErrorReporter:
         capture_user_errors: bool,
         system_context: Callable[[], dict[str, Any]],
         active_runs: Callable[[], int],
-        scrub_text: Callable[[str], str],
+        scrub_texts: Callable[[Iterable[str]], list[str]],
         metrics: ErrorMetricsReporter | None = None,
     ) -> None:
         """Wire the reporter to its collaborators."""
@@ -158,7 +159,7 @@ class ErrorReporter:
         self._capture_user_errors = capture_user_errors
         self._system_context = system_context
         self._active_runs = active_runs
-        self._scrub_text = scrub_text
+        self._scrub_texts = scrub_texts
         self._metrics = metrics or ErrorMetricsReporter()
         self.stats = ReporterStats()
         # Occurrences per fingerprint, for the status report's top groups.
@@ -192,10 +193,9 @@ class ErrorReporter:
         self.stats.reported += 1
         classification = self.classifier.classify(error)
         command = report.contexts.get("command", {})
-        fingerprint = [
-            self._scrub_text(part)
-            for part in self.fingerprints.generate_fingerprint(error, {"command": command})
-        ]
+        fingerprint = self._scrub_texts(
+            self.fingerprints.generate_fingerprint(error, {"command": command})
+        )
         # An error outside any run (a task, a listener) still gets an id of its own.
         correlation_id = run.correlation_id if run is not None else uuid.uuid4().hex
         related_count, related = self.related.relate(
@@ -289,11 +289,11 @@ class ErrorReporter:
             category="error",
             level=classification.severity.value,
             message=f"{type(error).__name__}: {normalize_message(safe_str(error))}",
-            data={
-                "category": classification.category.value,
-                "command": tags.get("command.name"),
-                "correlation_id": correlation_id,
-            },
+            data=JsonReady(
+                category=classification.category.value,
+                command=tags.get("command.name"),
+                correlation_id=correlation_id,
+            ),
         )
 
     def _send(
