@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -65,6 +66,8 @@ async def _run_failures(kind: str, n: int) -> None:
 
 
 def _count(valgrind: str, kind: str, rate: float, n: int) -> int:
+    # A fixed hash seed: with a random one, set and dict orders (and so the paths taken)
+    # differ between runs by tens of thousands of instructions.
     result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
         [
             valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
@@ -73,6 +76,7 @@ def _count(valgrind: str, kind: str, rate: float, n: int) -> int:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     found = re.search(r"Collected : (\d+)", result.stderr)
     if found is None:
