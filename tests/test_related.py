@@ -305,3 +305,21 @@ def test_relate_agrees_with_the_entry_by_entry_scan(
         assert few == _newest_distinct(everything, limit)
         assert list(by_signature.recent_errors) == list(by_entry.recent_errors)
     assert len(by_signature.recent_errors) <= max_errors
+
+
+def test_relate_follows_changes_made_to_the_window_from_outside() -> None:
+    clock = FakeClock()
+    detector = _detector(clock)
+    for _ in range(3):
+        detector.relate(ValueError(), _context("fp-a"))
+    assert detector.relate(ValueError(), _context("fp-a"))[0] == 3
+    detector.recent_errors.clear()  # a public attribute: someone may
+    assert detector.relate(ValueError(), _context("fp-a")) == (0, [])
+    detector.recent_errors.append(
+        ErrorRecord(clock(), "fp-b", "KeyError", None, None, None, "skip")
+    )
+    count, few = detector.relate(ValueError(), _context("fp-b"))
+    assert count == 1  # the one appended by hand (the fp-a before it shares nothing)
+    assert [(r.fingerprint, r.relation) for r in few] == [
+        ("fp-b", "same_fingerprint"),
+    ]

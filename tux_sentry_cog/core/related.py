@@ -91,6 +91,8 @@ class RelatedErrorDetector:
         self._signatures: dict[_Signature, list[Any]] = {}
         self._runs: dict[str, int] = {}
         self._sequence = 0
+        self._indexed = 0  # errors the index holds
+        self._newest: ErrorRecord | None = None  # the last one it took in
 
     def record_error(
         self, error: BaseException, context: Mapping[str, Any]
@@ -102,6 +104,7 @@ class RelatedErrorDetector:
         read when present.
         """
         record = self._record(error, context)
+        self._sync()
         self._expire(record.timestamp)
         _, related = self._scan(record, None)
         self._append(record)
@@ -119,6 +122,7 @@ class RelatedErrorDetector:
         ``context`` is read as in :meth:`record_error`.
         """
         record = self._record(error, context)
+        self._sync()
         self._expire(record.timestamp)
         if record.correlation_id and record.correlation_id in self._runs:
             # An earlier error of the same run relates as "same_run" whatever its
@@ -133,6 +137,22 @@ class RelatedErrorDetector:
     def _signature(record: ErrorRecord) -> _Signature:
         return (record.fingerprint, record.user_id, record.command, record.guild_id)
 
+    def _sync(self) -> None:
+        """Rebuild the index if ``recent_errors`` was changed from outside (cleared, say).
+
+        The window is a public attribute; the index must never answer for errors it
+        no longer holds. Checked by its length and its newest error: O(1) per error.
+        """
+        window = self.recent_errors
+        newest = window[-1] if window else None
+        if self._indexed == len(window) and self._newest is newest:
+            return
+        self._signatures.clear()
+        self._runs.clear()
+        self._indexed = 0
+        for record in window:
+            self._index(record)
+
     def _append(self, record: ErrorRecord) -> None:
         window = self.recent_errors
         if window.maxlen == 0:
@@ -140,10 +160,16 @@ class RelatedErrorDetector:
         if len(window) == window.maxlen:
             self._forget(window[0])  # the append below drops it
         window.append(record)
+        self._index(record)
+
+    def _index(self, record: ErrorRecord) -> None:
         self._sequence += 1
-        entry = self._signatures.get(self._signature(record))
+        self._indexed += 1
+        self._newest = record
+        signature = self._signature(record)
+        entry = self._signatures.get(signature)
         if entry is None:
-            self._signatures[self._signature(record)] = [1, record, self._sequence]
+            self._signatures[signature] = [1, record, self._sequence]
         else:
             entry[0] += 1
             entry[1] = record
@@ -153,6 +179,7 @@ class RelatedErrorDetector:
 
     def _forget(self, record: ErrorRecord) -> None:
         """Take the oldest error of the window out of the index (oldest first only)."""
+        self._indexed -= 1
         signature = self._signature(record)
         entry = self._signatures[signature]
         entry[0] -= 1
