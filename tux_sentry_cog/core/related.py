@@ -67,6 +67,24 @@ def _section(context: Mapping[str, Any], group: str, key: str) -> str | None:
     return None
 
 
+def _relation(current: _Signature, earlier: _Signature) -> str | None:
+    """How an earlier error relates to the current one, apart from sharing its run.
+
+    Strongest first: the same cause, then who and where ("dm" is no guild to share).
+    Both signatures are (fingerprint, user id, command, guild id).
+    """
+    fingerprint, user_id, command, guild_id = current
+    if fingerprint == earlier[0]:
+        return "same_fingerprint"
+    if user_id and user_id == earlier[1]:
+        return "same_user"
+    if command and command == earlier[2]:
+        return "same_command"
+    if guild_id and guild_id != "dm" and guild_id == earlier[3]:
+        return "same_guild"
+    return None
+
+
 class RelatedErrorDetector:
     """Keeps a bounded window of recent errors and relates new ones to it.
 
@@ -207,26 +225,15 @@ class RelatedErrorDetector:
         Only for an error whose run has no earlier error in the window, so that no
         relation is ``same_run``.
         """
-        fingerprint = current.fingerprint
-        user_id = current.user_id
-        command = current.command
-        guild_id = current.guild_id if current.guild_id != "dm" else None
+        mine = self._signature(current)
         count = 0
         newest: dict[tuple[str, str | None, str], tuple[int, ErrorRecord]] = {}
-        for (fp, user, name, guild), (errors, record, sequence) in self._signatures.items():
-            # Strongest relation first, as in _scan.
-            if fingerprint == fp:
-                relation = "same_fingerprint"
-            elif user_id and user_id == user:
-                relation = "same_user"
-            elif command and command == name:
-                relation = "same_command"
-            elif guild_id and guild_id == guild:
-                relation = "same_guild"
-            else:
+        for signature, (errors, record, sequence) in self._signatures.items():
+            relation = _relation(mine, signature)
+            if relation is None:
                 continue
             count += errors
-            key = (fp, name, relation)
+            key = (record.fingerprint, record.command, relation)
             kept = newest.get(key)
             if kept is None or kept[0] < sequence:
                 newest[key] = (sequence, record)
@@ -251,42 +258,30 @@ class RelatedErrorDetector:
             command=_section(context, "command", "name"),
         )
 
-    def _scan(  # noqa: C901 - the relation rules are inlined (see below)
+    def _scan(
         self, current: ErrorRecord, limit: int | None
     ) -> tuple[int, list[RelatedError]]:
         """Count the related errors; keep all of them (``limit=None``) or the newest distinct.
 
-        Every reported error scans the whole window, so the relation rules are inlined
-        here with the current error's fields in locals. Strongest relation first: the same
-        run, then the same cause, then who and where ("dm" is no guild to share).
+        Entry by entry, over a window :meth:`_expire` has just cut to the time limit.
+        The same run is the strongest relation; the others are :func:`_relation`'s.
         """
         correlation_id = current.correlation_id
-        fingerprint = current.fingerprint
-        user_id = current.user_id
-        command = current.command
-        guild_id = current.guild_id if current.guild_id != "dm" else None
+        mine = self._signature(current)
         now = current.timestamp
-        window = self._window
         related: list[RelatedError] = []
         seen: set[tuple[str, str | None, str]] = set()
         count = 0
         for earlier in reversed(self.recent_errors):
-            age = now - earlier.timestamp
-            if age > window:
-                break  # the deque is in time order: everything further is older
-            if correlation_id and correlation_id == earlier.correlation_id:
-                relation = "same_run"
-            elif fingerprint == earlier.fingerprint:
-                relation = "same_fingerprint"
-            elif user_id and user_id == earlier.user_id:
-                relation = "same_user"
-            elif command and command == earlier.command:
-                relation = "same_command"
-            elif guild_id and guild_id == earlier.guild_id:
-                relation = "same_guild"
-            else:
+            relation = (
+                "same_run"
+                if correlation_id and correlation_id == earlier.correlation_id
+                else _relation(mine, self._signature(earlier))
+            )
+            if relation is None:
                 continue
             count += 1
+            age = now - earlier.timestamp
             if limit is None:
                 related.append(RelatedError(earlier.fingerprint, earlier.command, age, relation))
             elif len(related) < limit:
