@@ -89,13 +89,19 @@ def _raised() -> ValueError:
         return exc
 
 
-async def error_path(rounds: int, n: int) -> int:
+async def failing_setup() -> tuple[commands.Bot, Any]:
+    """The SDK at sample rate 0, dpytest's host bot and a ``!fail`` message to process."""
     _init_sdk(0.0)
     host = await _bot(load=False)
     dpytest.configure(host)
     config = dpytest.get_config()
     message = dpytest.backend.make_message("!fail", config.members[0], config.channels[0])
     await dpytest.run_all_events()
+    return host, message
+
+
+async def error_path(rounds: int, n: int) -> int:
+    host, message = await failing_setup()
     bots = {
         "bare": await _bot(load=False, host=host),
         "capture": await _bot(load=False, host=host, capture=True),

@@ -48,15 +48,9 @@ ERROR_KINDS = {"bare-fail": {}, "capture-fail": {"capture": True}, "cog-fail": {
 
 
 async def _run_failures(kind: str, n: int) -> None:
-    import discord.ext.test as dpytest  # noqa: PLC0415 - the child's imports
-    from bench_errors_memory import _bot, _init_sdk  # noqa: PLC0415
+    from bench_errors_memory import _bot, failing_setup  # noqa: PLC0415 - the child's path
 
-    _init_sdk(0.0)
-    host = await _bot(load=False)
-    dpytest.configure(host)
-    config = dpytest.get_config()
-    message = dpytest.backend.make_message("!fail", config.members[0], config.channels[0])
-    await dpytest.run_all_events()
+    host, message = await failing_setup()
     options = ERROR_KINDS[kind]
     bot = await _bot(load=bool(options.get("load")), host=host,
                      capture=bool(options.get("capture")))
