@@ -240,9 +240,9 @@ def full_buffer() -> MetricsBuffer:
 
 #: Gaps that overlapped a full (generation 2) garbage collection, per loop_gaps run.
 GC_GAPS: list[float] = []
-#: Per gap of the last loop_gaps run, the part the loop's thread spent runnable but
-#: waiting for a CPU (Linux schedstat): the machine's share, not the process's.
-CPU_WAITS: dict[float, float] = {}
+#: (gap, the part of it the loop's thread spent runnable but waiting for a CPU) for
+#: each gap of the last loop_gaps run (Linux schedstat): the machine's share.
+CPU_WAITS: list[tuple[float, float]] = []
 
 
 def _runqueue_clock() -> Callable[[], float]:
@@ -313,7 +313,7 @@ async def loop_gaps(work: Callable[[], Awaitable[object]]) -> tuple[list[float],
     CPU_WAITS.clear()
     for (begin, end, gap), cpu_wait in zip(spans, cpu_waits, strict=False):
         gaps.append(gap)
-        CPU_WAITS[gap] = cpu_wait
+        CPU_WAITS.append((gap, cpu_wait))
         if any(c_start < end and c_end > begin for c_start, c_end in collections):
             GC_GAPS.append(gap)
     gaps.sort()
@@ -324,11 +324,11 @@ def gap_row(label: str, gaps: list[float], seconds: float, **extra: object) -> d
     outside_gc = sorted(gaps)
     for gap in GC_GAPS:
         outside_gc.remove(gap)
-    longest = gaps[-1]
-    own = max(gap - CPU_WAITS.get(gap, 0.0) for gap in gaps)
+    longest = max(CPU_WAITS, default=(0.0, 0.0))
+    own = max((gap - wait for gap, wait in CPU_WAITS), default=0.0)
     return {
         "label": label,
-        "cpu_wait_ms": CPU_WAITS.get(longest, 0.0) * 1000,
+        "cpu_wait_ms": longest[1] * 1000,
         "own_max_ms": own * 1000,
         "p999_ms": gaps[int(len(gaps) * 0.999)] * 1000,
         "gc_max_ms": max(GC_GAPS, default=0.0) * 1000,

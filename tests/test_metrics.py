@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import sentry_sdk
@@ -168,3 +169,22 @@ async def test_a_big_flush_reaches_sentry_in_small_batches(make_bot, sentry_endp
     assert sum(sizes) == sent
     assert max(sizes) <= HANDOFF_ITEMS
     assert len(sizes) >= sent // HANDOFF_ITEMS
+
+
+async def test_the_endpoint_waits_without_blocking_a_task_on_the_loop(sentry_endpoint):
+    """wait_for blocks the loop, so a task that has yet to send cannot; wait_for_async
+    lets it run (what a test of the cog's metric flushes needs)."""
+    sentry_sdk.init(dsn=sentry_endpoint.dsn)
+
+    async def send_later() -> None:
+        await asyncio.sleep(0.05)
+        sentry_sdk.capture_message("sent from a task on the loop")
+        await asyncio.to_thread(sentry_sdk.flush, 2.0)
+
+    task = asyncio.create_task(send_later())
+    arrived = lambda e: len(e.events()) == 1  # noqa: E731 - the same check twice
+    assert not sentry_endpoint.wait_for(arrived, timeout=0.3)  # the task never ran
+    async with asyncio.timeout(5.0):
+        await sentry_endpoint.wait_for_async(arrived)
+    await task
+    assert arrived(sentry_endpoint)

@@ -10,6 +10,7 @@ slowly) to test what the bot does when Sentry is in trouble.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import threading
@@ -219,13 +220,28 @@ class SentryEndpoint:
     def wait_for(
         self, predicate: Callable[[SentryEndpoint], bool], timeout: float = 5.0
     ) -> bool:
-        """Poll until ``predicate(self)`` holds or ``timeout`` passes (blocking)."""
+        """Poll until ``predicate(self)`` holds or ``timeout`` passes (blocking).
+
+        Blocks the calling thread, the event loop too if called from it: for what the
+        SDK's own threads send. For what a task on the loop has yet to send (the cog's
+        metric flushes, an asyncio transport), use :meth:`wait_for_async`.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate(self):
                 return True
             time.sleep(0.01)
         return predicate(self)
+
+    async def wait_for_async(self, predicate: Callable[[SentryEndpoint], bool]) -> None:
+        """Poll until ``predicate(self)`` holds, letting the event loop run in between.
+
+        No limit of its own: bound it the asyncio way, ``async with asyncio.timeout(5):``.
+        """
+        # Polled: envelopes arrive on the server's thread, and the predicate is any
+        # question about all of them, so there is no single event to wait on.
+        while not predicate(self):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
     def dump_json(self) -> str:
         """Every item received, as JSON (the demo's ``--json``)."""
