@@ -8,15 +8,21 @@ import socket
 import statistics
 import time
 
+import discord
 import discord.ext.test as dpytest
 import pytest
+from discord import app_commands
 from discord.ext import commands, tasks
 from discord.ui import Modal
-from discord.ui.view import BaseView
 
-import _tux_sentry_cog_state as _state
 from tux_sentry_cog import SentryCogConfig
 from tux_sentry_cog.core.metrics import MetricsBuffer
+from tux_sentry_cog.shared import SHARED
+
+
+def _scheduled_task_owner() -> type:
+    # View on discord.py 2.4/2.5, BaseView from 2.6.
+    return next(k for k in discord.ui.View.__mro__ if "_scheduled_task" in k.__dict__)
 
 
 def _closed_port() -> int:
@@ -86,10 +92,15 @@ async def test_reload_fifty_times_leaves_nothing_behind(make_bot, sentry_flush):
     bot = harness.bot
     own_attrs = set(bot.__dict__)
     tree_attrs = set(bot.tree.__dict__)
+    # discord.py is patched once per process, on first load; reloads add nothing.
+    await bot.load_extension("tux_sentry_cog")
+    await bot.unload_extension("tux_sentry_cog")
     class_attrs = (
-        BaseView.__dict__["_scheduled_task"],
+        _scheduled_task_owner().__dict__["_scheduled_task"],
         Modal.__dict__["_scheduled_task"],
         tasks.Loop.__dict__["_loop"],
+        commands.Bot.invoke,
+        app_commands.CommandTree._call,
     )
     listeners = {name: list(funcs) for name, funcs in bot.extra_events.items() if funcs}
     tasks_before = len(asyncio.all_tasks())
@@ -102,16 +113,18 @@ async def test_reload_fifty_times_leaves_nothing_behind(make_bot, sentry_flush):
     assert set(bot.__dict__) == own_attrs
     assert set(bot.tree.__dict__) == tree_attrs
     assert (
-        BaseView.__dict__["_scheduled_task"],
+        _scheduled_task_owner().__dict__["_scheduled_task"],
         Modal.__dict__["_scheduled_task"],
         tasks.Loop.__dict__["_loop"],
+        commands.Bot.invoke,
+        app_commands.CommandTree._call,
     ) == class_attrs
     # discord.py leaves an empty list behind for a removed listener's event name.
     assert {name: list(funcs) for name, funcs in bot.extra_events.items() if funcs} == listeners
     assert len(asyncio.all_tasks()) <= tasks_before
-    assert _state.active.get("instrumentations") == []
-    assert "metrics" not in _state.active
-    assert _state.runs_by_source == {}
+    assert SHARED.serving == []
+    assert "metrics" not in SHARED.active
+    assert SHARED.runs_by_source == {}
     assert len(harness.bot_errors) == 1  # the bot's own handler, restored and intact
     assert len([e for e in sentry_flush().events() if "exception" in e]) == 1
 

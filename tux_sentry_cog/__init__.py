@@ -20,11 +20,13 @@ from tux_sentry_cog.core.tracing import (
     track_database_operation,
     track_external_api_call,
 )
+from tux_sentry_cog.integration import DiscordIntegration
 
 __all__ = [
     "BusinessMetricsReporter",
     "ConfigError",
     "DatabaseTransactionTracker",
+    "DiscordIntegration",
     "EnhancedTransactionManager",
     "ErrorCategory",
     "ErrorClassifier",

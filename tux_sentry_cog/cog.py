@@ -1,8 +1,13 @@
 """The cog: composes the core and the adapter, and owns their lifecycle.
 
-Loading starts the Sentry connection and wraps the bot's entry points; unloading
-unwraps them, flushes what is buffered off the event loop, and closes a client the cog
-opened itself. Nothing is left behind, so ``reload_extension`` is safe.
+Loading starts the Sentry connection, makes sure discord.py is patched (once per
+process, :class:`~tux_sentry_cog.integration.DiscordIntegration`) and publishes the
+cog's hooks under :data:`~tux_sentry_cog.adapter.patches.HOOKS_ATTRIBUTE`, where the
+patches find them. Unloading waits a bounded time for the runs in flight, flushes what
+is buffered off the event loop, and closes a client the cog opened itself. Nothing of
+discord.py or of the bot is restored, because nothing of theirs was replaced: without a
+loaded cog the patches pass straight through, so ``reload_extension`` is safe in any
+order among other extensions and wrappers.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from sentry_sdk.integrations.logging import ignore_logger
 from tux_sentry_cog.adapter.context import SentryContextCollector
 from tux_sentry_cog.adapter.errors import make_classifier
 from tux_sentry_cog.adapter.hooks import BotInstrumentation
+from tux_sentry_cog.adapter.patches import HOOKS_ATTRIBUTE
 from tux_sentry_cog.adapter.telemetry import Telemetry
 from tux_sentry_cog.config import SentryCogConfig, resolve_config
 from tux_sentry_cog.core.client import SentryConnection
@@ -28,6 +34,7 @@ from tux_sentry_cog.core.scrubbing import Scrubber
 from tux_sentry_cog.core.spikes import SpikeDetector
 from tux_sentry_cog.core.status import AnomalySummary, SlowCommand, StatusSnapshot
 from tux_sentry_cog.core.system import SystemInfo
+from tux_sentry_cog.integration import ensure_integration, integration_config
 from tux_sentry_cog.status import StatusCommands
 
 __all__ = ["SentryCog", "setup"]
@@ -39,6 +46,10 @@ _PACKAGE_LOGGER = "tux_sentry_cog*"
 
 #: Frames of discord.py are never "where the error happened" for the bot owner.
 IGNORED_MODULES = (*DEFAULT_IGNORED_MODULES, "discord")
+
+#: Longest wait, on unload, for runs in flight to end and report (an owner's own
+#: ``!unload`` command is not waited for).
+UNLOAD_GRACE_SECONDS = 5.0
 
 
 class SentryCog(StatusCommands, name="Sentry"):
@@ -92,42 +103,53 @@ class SentryCog(StatusCommands, name="Sentry"):
         return secrets
 
     async def cog_load(self) -> None:
-        """Start the Sentry connection and wrap the bot's entry points."""
+        """Start the Sentry connection, patch discord.py (once) and start serving."""
         # The cog's own faults are logged for the bot's log, never sent as events: a
         # broken instrumentation must not feed itself (sentry-sdk does the same).
         ignore_logger(_PACKAGE_LOGGER)
         self.connection.start()
         try:
+            ensure_integration(self.connection.client)
             self.instrumentation.install()
             self.telemetry.start()
         except Exception:
             self.instrumentation.uninstall()
             await self.connection.stop()
             raise
+        if self.config.track_activity:
+            # Only when turned on: a listener is a task per message for the bot.
+            self.bot.add_listener(self.on_message, "on_message")
+            self.bot.add_listener(self.on_reaction_add, "on_reaction_add")
+        # Published last: from here on the patched entry points serve this bot.
+        setattr(self, HOOKS_ATTRIBUTE, self.instrumentation)
 
     async def cog_unload(self) -> None:
-        """Unwrap, flush the metrics, then flush and close the client, off the loop."""
+        """Let runs in flight end, flush the metrics, then flush and close the client."""
+        if self.config.track_activity:
+            self.bot.remove_listener(self.on_message, "on_message")
+            self.bot.remove_listener(self.on_reaction_add, "on_reaction_add")
+        left = await self.instrumentation.drain(UNLOAD_GRACE_SECONDS)
+        if left:
+            _log.warning("tux_sentry_cog unloaded with %d runs still in flight", left)
         self.instrumentation.uninstall()
         try:
             await self.telemetry.stop()
         finally:
             await self.connection.stop()
 
-    # activity (opt-in) -----------------------------------------------------------------
+    # activity (opt-in, added as listeners in cog_load only when turned on) -------------
 
-    @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        """Count a message as activity, when the owner opted in."""
-        if self.config.track_activity and not message.author.bot:
+        """Count a message as activity."""
+        if not message.author.bot:
             guild = message.guild
             self.telemetry.business.record_user_activity(
                 "message", message.author.id, guild.id if guild else None
             )
 
-    @commands.Cog.listener()
     async def on_reaction_add(self, reaction: discord.Reaction, user: discord.abc.User) -> None:
-        """Count a reaction as activity, when the owner opted in."""
-        if self.config.track_activity and not user.bot:
+        """Count a reaction as activity."""
+        if not user.bot:
             guild = reaction.message.guild
             self.telemetry.business.record_user_activity(
                 "reaction", user.id, guild.id if guild else None
@@ -221,5 +243,6 @@ async def setup(bot: commands.Bot) -> None:
     Raises:
         ConfigError: a configuration value is bad; the message names it.
     """
-    config = resolve_config(getattr(bot, "sentry_cog_config", None))
+    own = getattr(bot, "sentry_cog_config", None)
+    config = resolve_config(own if own is not None else integration_config())
     await bot.add_cog(SentryCog(bot, config))

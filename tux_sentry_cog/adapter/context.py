@@ -297,14 +297,23 @@ class SentryContextCollector:
         cog: str | None = None,
         guild: discord.Guild | None = None,
         run: CommandRun | None = None,
+        user: discord.abc.User | None = None,
+        channel: Any = None,
+        shard_id: int | None = None,
     ) -> ErrorReport:
-        """The report of an error with no command behind it (a listener, a task loop)."""
+        """The report of an error with no command behind it (a listener, a task loop).
+
+        ``user`` and ``channel`` are what a listener's arguments were about, and
+        ``shard_id`` the shard the event came through on a sharded bot.
+        """
         tags = {
             "command.name": name,
             "command.type": command_type,
             "cog": cog or "none",
             "guild.id": str(guild.id) if guild is not None else "none",
         }
+        if shard_id is not None:
+            tags["shard.id"] = str(shard_id)
         contexts: dict[str, dict[str, Any]] = {
             "command": {
                 "name": name,
@@ -316,7 +325,16 @@ class SentryContextCollector:
         }
         if guild is not None:
             contexts["guild"] = self._guild_context(guild)
-        return ErrorReport(error, tags=tags, contexts=contexts, run=run)
+        if channel is not None:
+            contexts["channel"] = _channel_context(channel)
+        user_data: dict[str, Any] | None = None
+        if user is not None:
+            user_data = {"id": str(user.id)}
+            contexts["discord_user"] = {"bot": bool(_safe(lambda: user.bot))}
+            if self.send_pii:
+                user_data["username"] = _safe(lambda: user.name)
+                user_data["name"] = _safe(lambda: user.display_name)
+        return ErrorReport(error, tags=tags, contexts=contexts, user=user_data, run=run)
 
     def collect_source_contexts(
         self, source: ContextOrInteraction, info: SourceInfo | None = None
@@ -399,16 +417,19 @@ class SentryContextCollector:
 
     @staticmethod
     def _channel(source: ContextOrInteraction) -> dict[str, Any]:
-        channel = source.channel
-        if channel is None:
-            return {"id": None}
-        is_nsfw = getattr(channel, "is_nsfw", None)
-        return {
-            "id": str(channel.id),
-            "name": _safe(lambda: getattr(channel, "name", None)) or "dm",
-            "type": _safe(lambda: str(channel.type)),
-            "nsfw": bool(_safe(is_nsfw)) if callable(is_nsfw) else False,
-        }
+        return _channel_context(source.channel)
+
+
+def _channel_context(channel: Any) -> dict[str, Any]:
+    if channel is None:
+        return {"id": None}
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return {
+        "id": str(channel.id),
+        "name": _safe(lambda: getattr(channel, "name", None)) or "dm",
+        "type": _safe(lambda: str(channel.type)),
+        "nsfw": bool(_safe(is_nsfw)) if callable(is_nsfw) else False,
+    }
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,20 +1,15 @@
-"""The bot's entry points, wrapped so every command runs in its own scope and run.
+"""One bot's runs: what the patched entry points call while a cog serves that bot.
 
-Wrapped, never replaced blindly (the style of sentry-sdk's integrations): each original
-is kept and called, and :meth:`BotInstrumentation.uninstall` puts it back.
+discord.py is patched once per process (:mod:`tux_sentry_cog.adapter.patches`); each
+wrapper finds the :class:`BotInstrumentation` of the cog loaded into its bot and calls
+:meth:`~BotInstrumentation.run`, :meth:`~BotInstrumentation.record`,
+:meth:`~BotInstrumentation.report_listener_error` or
+:meth:`~BotInstrumentation.report_background`. Those four are a stable interface: the
+wrappers of an earlier import of the package call them on the cog of a later one.
 
-- ``bot.invoke``: every prefix and hybrid command runs through it, in its own task.
-- ``bot.dispatch``: sees ``command_error`` synchronously, in the failing command's task,
-  for prefix and hybrid commands (both forms). No ``on_command_error`` listener is added:
-  one would silence discord.py's default error log (``Bot.on_command_error`` only logs
-  when no listener exists).
-- ``bot.tree._call``: every slash command, context menu and autocomplete, in the task the
-  tree creates for it.
-- ``bot.tree.on_error``: where app-command errors end. Bots often replace it after load
-  (``@tree.error``), so it is re-wrapped on the next interaction when that happens.
-
-Errors are only *recorded* on the run in those hooks; the run reports them when it ends,
-still inside its isolation scope and transaction.
+Errors are only *recorded* on the run while it runs; the run reports them when it ends,
+still inside its isolation scope and transaction, through the instrumentation that
+started it (which an unloading cog waits for, see :meth:`BotInstrumentation.drain`).
 """
 
 from __future__ import annotations
@@ -23,15 +18,13 @@ import asyncio
 import contextvars
 import importlib
 import logging
-import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
 from discord.ext import commands
 from loguru import logger as loguru_logger
+from sentry_sdk.scope import use_isolation_scope
 
-import _tux_sentry_cog_state as _state
 from tux_sentry_cog.adapter.context import (
     ContextOrInteraction,
     SentryContextCollector,
@@ -40,17 +33,13 @@ from tux_sentry_cog.adapter.context import (
     sensitive_strings,
 )
 from tux_sentry_cog.adapter.errors import unwrap_error
-from tux_sentry_cog.adapter.sources import (
-    AutocompleteErrorFilter,
-    ClassPatches,
-    describe_event_args,
-    event_source_name,
-)
+from tux_sentry_cog.adapter.sources import describe_event_args, event_source_name, listener_cog
 from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
 from tux_sentry_cog.core.payload import JsonReady, take_whole
 from tux_sentry_cog.core.runs import CommandRun, current_run
+from tux_sentry_cog.shared import SHARED
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -80,40 +69,32 @@ CONTROL_FLOW_EXCEPTIONS: tuple[type[BaseException], ...] = (
 MAX_TRACKED_SOURCES = 10_000
 
 
-@dataclass(slots=True)
-class _Patch:
-    """One attribute we replaced, and how to put it back."""
-
-    owner: Any
-    name: str
-    had_own: bool
-    original: Any
-    wrapper: Any
-
-    def restore(self) -> None:
-        current = self.owner.__dict__.get(self.name)
-        if current is not self.wrapper:
-            # Someone replaced our wrapper after us; theirs stays, ours is gone anyway.
-            return
-        if self.had_own:
-            setattr(self.owner, self.name, self.original)
-        else:
-            delattr(self.owner, self.name)
-
-
-def _patch(owner: Any, name: str, wrapper: Any) -> _Patch:
-    had_own = name in owner.__dict__
-    patch = _Patch(owner, name, had_own, getattr(owner, name), wrapper)
-    setattr(owner, name, wrapper)
-    return patch
-
-
 def _source_id(source: ContextOrInteraction) -> int | None:
     if isinstance(source, commands.Context):
         if source.interaction is not None:
             return source.interaction.id
         return source.message.id if source.message is not None else None
     return source.id
+
+
+def _background_scope(run: CommandRun | None) -> Any:
+    """An isolation scope for a background error: forked from outside the run, if any.
+
+    A listener a command dispatched (``on_command_error``) runs with a copy of the
+    command's context, whose isolation scope carries the command's tags; the SDK lets
+    scope tags override the event's, so the listener's event would say ``prefix``.
+    """
+    outer = run.outer_scope if run is not None else None
+    if outer is not None:
+        return use_isolation_scope(outer.fork())
+    return sentry_sdk.isolation_scope()
+
+
+def _event_shard(bot: Any, guild: discord.Guild | None) -> int | None:
+    """The shard an event came through, on a sharded bot (DMs go through shard 0)."""
+    if getattr(bot, "shard_count", None) is None:
+        return None
+    return guild.shard_id if guild is not None else 0
 
 
 def _resolved(
@@ -222,7 +203,7 @@ def _has_local_handler(source: ContextOrInteraction) -> bool:
 
 
 class BotInstrumentation:
-    """Installs and removes the cog's hooks on one bot.
+    """The runs of one bot, while the cog that owns this is loaded.
 
     Args:
         bot: The bot to instrument.
@@ -243,7 +224,7 @@ class BotInstrumentation:
         send_pii: bool = False,
         on_run_end: Callable[[CommandRun, SourceInfo, str], None] | None = None,
     ) -> None:
-        """Prepare; nothing is touched until :meth:`install`."""
+        """Prepare; nothing is served until :meth:`install`."""
         self.bot = bot
         self._connection = connection
         self._reporter = reporter
@@ -251,112 +232,68 @@ class BotInstrumentation:
         self._send_pii = send_pii
         self._on_run_end = on_run_end
         self.transactions = EnhancedTransactionManager()
-        self._patches: list[_Patch] = []
-        self._on_error_patch: _Patch | None = None
-        self._client_on_error_patch: _Patch | None = None
-        self._autocomplete_filter = AutocompleteErrorFilter(self)
+        self._in_flight: set[int] = set()
+        self._drained: asyncio.Event | None = None
+        self._drain_target = 0
         self.active_runs = 0
         self.completed_runs = 0
         self.failed_runs = 0
 
-    # install / uninstall ---------------------------------------------------------------
+    # serving -----------------------------------------------------------------------------
 
     def install(self) -> None:
-        """Wrap the bot's entry points."""
-        bot = self.bot
-        self._old_invoke: Callable[[commands.Context[Any]], Awaitable[None]] = bot.invoke
-        self._old_dispatch: Callable[..., None] = bot.dispatch
-        self._patches.append(_patch(bot, "invoke", self._invoke))
-        self._patches.append(_patch(bot, "dispatch", self._dispatch))
-        tree = getattr(bot, "tree", None)
-        if tree is not None:
-            if not callable(getattr(tree, "_call", None)):
-                msg = "this discord.py has no CommandTree._call; tux_sentry_cog needs >= 2.4"
-                raise RuntimeError(msg)
-            self._old_tree_call: Callable[[discord.Interaction[Any]], Awaitable[None]] = (
-                tree._call  # noqa: SLF001 - the one entry point every app command passes
-            )
-            self._patches.append(_patch(tree, "_call", self._tree_call))
-            self._wrap_tree_on_error()
-        self._wrap_client_on_error()
-        AutocompleteErrorFilter.logger().addFilter(self._autocomplete_filter)
-        instrumentations = _state.active.setdefault("instrumentations", [])
-        if not instrumentations:
-            patches = ClassPatches()
-            patches.install()
-            _state.active["class_patches"] = patches
-        instrumentations.append(self)
+        """Serve the entry points that have no bot at hand (task loops) too."""
+        SHARED.serving.append(self)
 
     def uninstall(self) -> None:
-        """Put every original back (only where our wrapper is still in place)."""
-        instrumentations = _state.active.get("instrumentations", [])
-        if self in instrumentations:
-            instrumentations.remove(self)
-            if not instrumentations:
-                _state.active.pop("class_patches").uninstall()
-        AutocompleteErrorFilter.logger().removeFilter(self._autocomplete_filter)
-        for patch in (self._on_error_patch, self._client_on_error_patch):
-            if patch is not None:
-                patch.restore()
-        self._on_error_patch = self._client_on_error_patch = None
-        while self._patches:
-            self._patches.pop().restore()
+        """Stop serving the bot-less entry points; nothing of discord.py is touched."""
+        if self in SHARED.serving:
+            SHARED.serving.remove(self)
 
-    def _wrap_client_on_error(self) -> None:
-        """Listener errors end in ``bot.on_error`` with the exception in ``sys.exc_info()``."""
-        original = self.bot.on_error
+    async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 - a bounded wait
+        """Wait up to ``timeout`` seconds for the runs in flight; return how many remain.
 
-        async def on_error(event_method: str, /, *args: Any, **kwargs: Any) -> None:
-            error = sys.exc_info()[1]
-            if error is not None:
-                try:
-                    guild = describe_event_args(args)
-                except Exception:
-                    guild = None
-                self.report_background(error, "event", event_source_name(event_method), guild=guild)
-            await original(event_method, *args, **kwargs)
+        The caller's own run (an owner's ``!unload`` command) is not waited for.
+        """
+        own = current_run.get()
+        mine = 1 if own is not None and id(own) in self._in_flight else 0
+        if len(self._in_flight) > mine:
+            self._drain_target = mine
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._drained = None
+        return len(self._in_flight) - mine
 
-        self._client_on_error_patch = _patch(self.bot, "on_error", on_error)
-    def _wrap_tree_on_error(self) -> None:
-        tree = self.bot.tree
-        original = tree.on_error
+    # what the patched entry points call -------------------------------------------------
 
-        async def on_error(interaction: discord.Interaction[Any], error: Any, /) -> None:
-            self.record(error, interaction)
-            await original(interaction, error)
-
-        self._on_error_patch = _patch(tree, "on_error", on_error)
-
-    # the wrappers ----------------------------------------------------------------------
-
-    async def _invoke(self, ctx: commands.Context[Any], /) -> None:
-        if ctx.command is None and not ctx.invoked_with:
-            # A plain message, not a command: nothing to watch.
-            await self._old_invoke(ctx)
-            return
-        await self._run(ctx, lambda: self._old_invoke(ctx))
-
-    def _dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
-        if event_name == "command_error" and len(args) >= 2:  # noqa: PLR2004
-            self.record(args[1], args[0])
-        patch = self._client_on_error_patch
-        if patch is not None and self.bot.__dict__.get("on_error") is not patch.wrapper:
-            self._wrap_client_on_error()  # the bot set its own on_error after we loaded
-        self._old_dispatch(event_name, *args, **kwargs)
-
-    async def _tree_call(self, interaction: discord.Interaction[Any], /) -> None:
-        patch = self._on_error_patch
-        if patch is not None and self.bot.tree.__dict__.get("on_error") is not patch.wrapper:
-            self._wrap_tree_on_error()  # the bot set its own handler after we loaded
-        await self._run(interaction, lambda: self._old_tree_call(interaction))
-
-    # runs ------------------------------------------------------------------------------
+    async def run(
+        self,
+        source: ContextOrInteraction,
+        call: Callable[[], Awaitable[Any]],
+        name: str | None = None,
+    ) -> Any:
+        """Run ``call`` (a command, interaction or callback) as a run of ``source``."""
+        return await self._run(source, call, name)
 
     async def run_interaction(
         self, interaction: discord.Interaction[Any], name: str, call: Callable[[], Awaitable[Any]]
     ) -> None:
         """Run a component or modal callback as a run named ``name``."""
         await self._run(interaction, call, name=name)
+
+    def report_listener_error(
+        self, error: BaseException, event_name: str, listener: Any, args: tuple[Any, ...]
+    ) -> None:
+        """Report an error a listener raised, with what its arguments were about."""
+        try:
+            cog = listener_cog(listener)
+        except Exception:
+            cog = None
+        self.report_background(error, "event", event_source_name(event_name), cog=cog, args=args)
 
     def record_on_run(self, error: BaseException) -> None:
         """Note ``error`` on the current run (the caller checked there is one)."""
@@ -374,20 +311,32 @@ class BotInstrumentation:
         *,
         guild: discord.Guild | None = None,
         cog: str | None = None,
+        args: tuple[Any, ...] = (),
     ) -> None:
         """Report an error with no command behind it (a listener, a task loop), now.
 
-        A listener started by a command shares its correlation id; otherwise the error
-        gets one of its own.
+        ``args`` are a listener's arguments: the guild, user and channel they concern go
+        on the event, and the shard on a sharded bot. A listener started by a command
+        shares its correlation id; otherwise the error gets one of its own.
         """
         try:
             if isinstance(error, CONTROL_FLOW_EXCEPTIONS) or was_reported(error):
                 return
+            subjects = describe_event_args(args)
+            guild = guild or subjects.guild
             report = self._collector.build_background_report(
-                error, command_type, name, cog=cog, guild=guild, run=current_run.get()
+                error,
+                command_type,
+                name,
+                cog=cog,
+                guild=guild,
+                run=current_run.get(),
+                user=subjects.user,
+                channel=subjects.channel,
+                shard_id=_event_shard(self.bot, guild) if command_type == "event" else None,
             )
             if self._connection.active:
-                with sentry_sdk.isolation_scope():
+                with _background_scope(report.run):
                     self._reporter.report(report)
             else:
                 self._reporter.report(report)
@@ -443,32 +392,36 @@ class BotInstrumentation:
         source: ContextOrInteraction,
         call: Callable[[], Awaitable[Any]],
         name: str | None = None,
-    ) -> None:
+    ) -> Any:
         started = self._start(source, name)
         if started is None:
-            await call()
-            return
+            return await call()
         run, info = started
         token = current_run.set(run)
         self.active_runs += 1
+        self._in_flight.add(id(run))
         source_id = run.source_id
-        tracked = source_id is not None and len(_state.runs_by_source) < MAX_TRACKED_SOURCES
+        runs_by_source = SHARED.runs_by_source
+        tracked = source_id is not None and len(runs_by_source) < MAX_TRACKED_SOURCES
         if source_id is not None and tracked:
-            _state.runs_by_source[source_id] = run
+            runs_by_source[source_id] = run
         try:
             # loguru records written during the command carry its correlation id.
             bound = _bind_log_context(run.correlation_id)
             try:
                 if self._connection.active:
-                    await self._run_traced(run, info, source, call)
-                else:
-                    await self._run_local(run, info, source, call)
+                    return await self._run_traced(run, info, source, call)
+                return await self._run_local(run, info, source, call)
             finally:
                 _unbind_log_context(bound)
         finally:
             self.active_runs -= 1
+            self._in_flight.discard(id(run))
+            drained = self._drained
+            if drained is not None and len(self._in_flight) <= self._drain_target:
+                drained.set()
             if source_id is not None and tracked:
-                _state.runs_by_source.pop(source_id, None)
+                runs_by_source.pop(source_id, None)
             current_run.reset(token)
 
     async def _run_local(
@@ -477,9 +430,9 @@ class BotInstrumentation:
         info: SourceInfo,
         source: ContextOrInteraction,
         call: Callable[[], Awaitable[Any]],
-    ) -> None:
+    ) -> Any:
         try:
-            await call()
+            return await call()
         except CONTROL_FLOW_EXCEPTIONS:
             raise
         except BaseException as exc:
@@ -494,7 +447,9 @@ class BotInstrumentation:
         info: SourceInfo,
         source: ContextOrInteraction,
         call: Callable[[], Awaitable[Any]],
-    ) -> None:
+    ) -> Any:
+        # User-error breadcrumbs go to the scope the run came from: its own ends with it.
+        run.outer_scope = sentry_sdk.get_isolation_scope()
         with sentry_sdk.isolation_scope() as scope:
             try:
                 tags = info.tags()
@@ -518,7 +473,7 @@ class BotInstrumentation:
                 run.transaction = None
             error: BaseException | None = None
             try:
-                await call()
+                return await call()
             except BaseException as exc:
                 error = exc
                 if not isinstance(exc, CONTROL_FLOW_EXCEPTIONS):

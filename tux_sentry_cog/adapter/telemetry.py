@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import sentry_sdk
 from discord.ext import tasks
 
-import _tux_sentry_cog_state as _state
 from tux_sentry_cog.adapter.hooks import add_finished_breadcrumb
 from tux_sentry_cog.core.limits import clamp_tags
 from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter, emit, hand_off
@@ -35,6 +34,7 @@ from tux_sentry_cog.core.payload import JsonReady
 from tux_sentry_cog.core.performance import PerformanceMonitor, ResourceWatch
 from tux_sentry_cog.core.reporters import BusinessMetricsReporter, ErrorMetricsReporter
 from tux_sentry_cog.core.resources import ResourceSample, ResourceSampler
+from tux_sentry_cog.shared import SHARED
 
 if TYPE_CHECKING:
     from discord.ext import commands
@@ -99,8 +99,8 @@ class Telemetry:
 
     def start(self) -> None:
         """Publish the buffer for the bot's own code and start both loops."""
-        _state.active["metrics"] = self.buffer
-        _state.active["error_window"] = self.error_window
+        SHARED.active["metrics"] = self.buffer
+        SHARED.active["error_window"] = self.error_window
         self._flush_loop.start()
         self._resource_loop.start()
 
@@ -108,9 +108,9 @@ class Telemetry:
         """Stop the loops and flush what is left, before the client is closed."""
         for loop in (self._flush_loop, self._resource_loop):
             loop.cancel()
-        if _state.active.get("metrics") is self.buffer:
-            _state.active.pop("metrics", None)
-            _state.active.pop("error_window", None)
+        if SHARED.active.get("metrics") is self.buffer:
+            SHARED.active.pop("metrics", None)
+            SHARED.active.pop("error_window", None)
         await self.flush()
 
     # per command ---------------------------------------------------------------------

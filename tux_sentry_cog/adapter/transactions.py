@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import sentry_sdk
 from sentry_sdk.tracing import TransactionSource
 
-import _tux_sentry_cog_state as _state
 from tux_sentry_cog.adapter.context import ContextOrInteraction, describe_source
 from tux_sentry_cog.core.runs import current_run
+from tux_sentry_cog.shared import SHARED
 
 if TYPE_CHECKING:
     from tux_sentry_cog.core.runs import CommandRun
@@ -145,7 +145,7 @@ class EnhancedTransactionManager:
         """
         run = current_run.get()
         if parent_source_id is not None and (run is None or run.source_id != parent_source_id):
-            run = _state.runs_by_source.get(parent_source_id)
+            run = SHARED.runs_by_source.get(parent_source_id)
         if run is None or run.transaction is None:
             return None
         child = run.transaction.start_child(op=operation, name=description)

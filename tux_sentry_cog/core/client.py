@@ -93,12 +93,18 @@ def mark_reported(error: BaseException) -> None:
 
 
 def was_reported(error: BaseException | None) -> bool:
-    """True if ``error`` or an exception it wraps was marked by :func:`mark_reported`."""
+    """True if ``error`` or an exception it wraps was marked by :func:`mark_reported`.
+
+    Only wrapping (an ``original`` attribute, as discord.py's ``CommandInvokeError``
+    has) counts: an exception raised ``from`` a reported one, or while handling it (a
+    bot's ``on_command_error`` that fails), is a new error and is reported.
+    """
     seen = 0
     while error is not None and seen < 8:  # noqa: PLR2004 - a short chain is enough
         if getattr(error, _REPORTED_ATTR, False):
             return True
-        error = getattr(error, "original", None) or error.__cause__ or error.__context__
+        inner = getattr(error, "original", None)
+        error = inner if isinstance(inner, BaseException) else None
         seen += 1
     return False
 

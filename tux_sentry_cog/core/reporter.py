@@ -224,7 +224,7 @@ class ErrorReporter:
                 related=related,
             )
         else:
-            self._breadcrumb(error, classification, report.tags, correlation_id)
+            self._breadcrumb(error, classification, report.tags, correlation_id, run)
         group = cut("|".join(fingerprint), MAX_NAME)
         self._count_group(group)
         self._metrics.record_error_metric(
@@ -282,10 +282,14 @@ class ErrorReporter:
         classification: Classification,
         tags: Mapping[str, str],
         correlation_id: str,
+        run: CommandRun | None = None,
     ) -> None:
         if not self._connection.active:
             return
-        sentry_sdk.add_breadcrumb(
+        # Left on the scope the run came from: the run's own scope ends with it, and the
+        # breadcrumb is there for the bot's next event.
+        scope = run.outer_scope if run is not None else None
+        (scope.add_breadcrumb if scope is not None else sentry_sdk.add_breadcrumb)(
             category="error",
             level=classification.severity.value,
             message=f"{type(error).__name__}: {normalize_message(safe_str(error))}",

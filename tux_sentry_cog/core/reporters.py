@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import _tux_sentry_cog_state as _state
 from tux_sentry_cog.core.performance import performance_tier
+from tux_sentry_cog.shared import SHARED
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -29,7 +29,7 @@ _HTTP_OK_MAX = 300
 def _buffer(explicit: MetricsBuffer | None) -> MetricsBuffer | None:
     if explicit is not None:
         return explicit
-    found: MetricsBuffer | None = _state.active.get("metrics")
+    found: MetricsBuffer | None = SHARED.active.get("metrics")
     return found
 
 
@@ -85,7 +85,7 @@ class ErrorMetricsReporter:
                 "cog_name": str(command.get("cog_name") or "none"),
             },
         )
-        window = self._window or _state.active.get("error_window")
+        window = self._window or SHARED.active.get("error_window")
         if window is not None:
             window.add()
         handling = _section(context, "performance").get("error_handling_ms")
@@ -158,7 +158,7 @@ class ErrorMetricsReporter:
 
     def error_rate(self, last_seconds: float = 60.0) -> float:
         """Errors per minute over the last ``last_seconds``."""
-        window = self._window or _state.active.get("error_window")
+        window = self._window or SHARED.active.get("error_window")
         return float(window.rate_per_minute(last_seconds)) if window is not None else 0.0
 
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-import _tux_sentry_cog_state as _state
+from tux_sentry_cog.shared import SHARED
 
 if TYPE_CHECKING:
     import contextvars
@@ -51,6 +51,8 @@ class CommandRun:
         db_queries: Database operations tracked during the run.
         source_id: The message or interaction id that started the run.
         first_response_ms: When an interaction's first response went out, from the start.
+        outer_scope: The scope that was current when the run started and outlives it:
+            user-error breadcrumbs go there, so the next event of the bot shows them.
     """
 
     name: str
@@ -68,6 +70,7 @@ class CommandRun:
     db_queries: int = 0
     source_id: int | None = None
     first_response_ms: float | None = None
+    outer_scope: Any = None
 
     def record_error(self, error: BaseException) -> None:
         """Remember ``error`` for reporting at the end of the run, once."""
@@ -84,8 +87,8 @@ class CommandRun:
 
 
 # Shared by every import of the package, so a reload does not strand the bot's code
-# on a context variable nobody sets any more (see _tux_sentry_cog_state).
-current_run = cast("contextvars.ContextVar[CommandRun | None]", _state.current_run)
+# on a context variable nobody sets any more (see tux_sentry_cog.shared).
+current_run = cast("contextvars.ContextVar[CommandRun | None]", SHARED.current_run)
 
 
 def get_correlation_id() -> str | None:

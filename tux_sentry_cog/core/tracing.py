@@ -2,7 +2,8 @@
 
 ``track_database_operation`` and ``track_external_api_call`` work as sync and async
 context managers and as decorators. Inside a command they are children of the command's
-transaction (it is the current span in the command's task) and carry its correlation id;
+own transaction, whatever the scope's current span is (tasks a command gathers share
+one scope), and carry its correlation id;
 they also record the database and external-API metrics of SPEC.md. With Sentry inactive
 no span is made; the metrics and the run's query count are still kept (local mode).
 """
@@ -61,6 +62,7 @@ class TrackedOperation:
         self.attributes = dict(attributes)
         self.status_code: int | None = None
         self.span: Any = None
+        self._entered = False
         self._started = 0.0
 
     def _copy(self) -> TrackedOperation:
@@ -81,13 +83,23 @@ class TrackedOperation:
         if not sentry_sdk.get_client().is_active():
             return self
         try:
-            span = sentry_sdk.start_span(op=self.op, name=self.name)
+            transaction = run.transaction if run is not None else None
+            if transaction is not None:
+                # A child of the run's own transaction, never made the scope's current
+                # span: tasks of one command (asyncio.gather) share that scope, so the
+                # current span is whichever of them started last.
+                span = transaction.start_child(op=self.op, name=self.name)
+                self._entered = False
+            else:
+                span = sentry_sdk.start_span(op=self.op, name=self.name)
+                self._entered = True
             for key, value in self.data.items():
                 span.set_data(key, value)
             if run is not None:
                 span.set_tag("correlation_id", run.correlation_id)
                 span.set_data("correlation_id", run.correlation_id)
-            span.__enter__()
+            if self._entered:
+                span.__enter__()
             self.span = span
         except Exception:
             self.span = None  # tracing trouble never stops the bot's own work
@@ -132,7 +144,10 @@ class TrackedOperation:
                 span.set_status("internal_error")
             elif span.status is None:
                 span.set_status("ok")
-            span.__exit__(None, None, None)
+            if self._entered:
+                span.__exit__(None, None, None)
+            else:
+                span.finish()
             self.span = None
 
     # decorator ---------------------------------------------------------------------------
