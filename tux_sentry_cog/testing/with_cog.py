@@ -127,6 +127,7 @@ class _Session:
         self.faults = _FaultCounter()
         self.endpoint: SentryEndpoint | None = None
         self.changed: list[tuple[str, str | None, str | None]] = []
+        self.sent = (0, 0)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # The first failing phase decides; a pass needs the call phase to pass.
@@ -153,6 +154,10 @@ class _Session:
         if self.loader is not None:
             self.loader.uninstall()
         if self.endpoint is not None:
+            import sentry_sdk  # noqa: PLC0415 - only when on
+
+            sentry_sdk.flush(timeout=2.0)  # the session is over: blocking is fine here
+            self.sent = (len(self.endpoint.events()), len(self.endpoint.transactions()))
             self.endpoint.__exit__(None, None, None)
         record = self.config.getoption("--sentry-cog-record")
         if record:
@@ -171,6 +176,8 @@ class _Session:
         terminalreporter.section("tux_sentry_cog")
         if self.loader is not None:
             write(f"cog loaded into {self.loader.loaded} bots")
+            events, transactions = self.sent
+            write(f"sent to the loopback Sentry: {events} events, {transactions} transactions")
             for failure in self.loader.failed_loads:
                 write(f"  load failed: {failure}")
         else:
