@@ -22,7 +22,7 @@ from conftest import assert_sentry_accepts
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from tux_sentry_cog import track_database_operation
+from tux_sentry_cog import DiscordIntegration, SentryCogConfig, track_database_operation
 
 
 def _exception_events(endpoint):
@@ -310,3 +310,61 @@ async def test_app_command_errors_recorded_without_tree_on_error_override(make_b
     await harness.slash("plain-boom")
     [event] = _exception_events(sentry_flush())
     assert event["tags"]["command.name"] == "plain-boom"
+
+
+async def test_an_owner_lists_the_integration_in_init(make_bot, sentry_flush, sentry_endpoint):
+    sentry_sdk.init(
+        dsn=sentry_endpoint.dsn,
+        integrations=[DiscordIntegration(SentryCogConfig(capture_user_errors=True))],
+    )
+    client = sentry_sdk.get_client()
+    assert client.get_integration("discord") is not None
+    harness = await make_bot(load=False)
+    harness.bot.sentry_cog_config = None  # the bot sets none: the integration's is used
+    await harness.bot.load_extension("tux_sentry_cog")
+    cog = harness.bot.get_cog("Sentry")
+    assert cog.config.capture_user_errors is True
+    await harness.message("!add 1 notanumber")
+    [event] = _exception_events(sentry_flush())
+    assert event["tags"]["error.category"] == "user_input"
+    assert "discord" in event["sdk"]["integrations"]
+
+
+async def test_the_cog_adds_the_integration_to_an_owners_client(
+    make_bot, sentry_flush, sentry_endpoint
+):
+    sentry_sdk.init(dsn=sentry_endpoint.dsn)
+    client = sentry_sdk.get_client()
+    assert client.get_integration("discord") is None
+    harness = await make_bot()
+    assert client.get_integration("discord") is not None
+    await harness.message("!boom")
+    [event] = _exception_events(sentry_flush())
+    assert "discord" in event["sdk"]["integrations"]
+
+
+def test_setup_is_idempotent_across_generations():
+    # A second generation of the package (as reload_extension imports it) patches nothing
+    # again: each entry point is wrapped exactly once.
+    done = _run_python(
+        """
+        import sys
+        from discord.ext.commands.bot import BotBase
+        from discord import app_commands
+        import tux_sentry_cog
+        tux_sentry_cog.DiscordIntegration.setup_once()
+        first = (BotBase.invoke, BotBase.dispatch, app_commands.CommandTree._call)
+        for name in [m for m in sys.modules if m.split(".")[0] == "tux_sentry_cog"]:
+            del sys.modules[name]
+        import tux_sentry_cog as again
+        assert again is not tux_sentry_cog
+        again.DiscordIntegration.setup_once()
+        assert (BotBase.invoke, BotBase.dispatch, app_commands.CommandTree._call) == first
+        assert not getattr(BotBase.invoke.__wrapped__, "__tux_sentry_patch__", False)
+        from tux_sentry_cog.core.runs import current_run as second_var
+        assert second_var is getattr(BotBase, "__tux_sentry_cog__").current_run
+        print("ok")
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
