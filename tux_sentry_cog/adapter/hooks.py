@@ -279,12 +279,6 @@ class BotInstrumentation:
         """Run ``call`` (a command, interaction or callback) as a run of ``source``."""
         return await self._run(source, call, name)
 
-    async def run_interaction(
-        self, interaction: discord.Interaction[Any], name: str, call: Callable[[], Awaitable[Any]]
-    ) -> None:
-        """Run a component or modal callback as a run named ``name``."""
-        await self._run(interaction, call, name=name)
-
     def report_listener_error(
         self, error: BaseException, event_name: str, listener: Any, args: tuple[Any, ...]
     ) -> None:
@@ -294,14 +288,6 @@ class BotInstrumentation:
         except Exception:
             cog = None
         self.report_background(error, "event", event_source_name(event_name), cog=cog, args=args)
-
-    def record_on_run(self, error: BaseException) -> None:
-        """Note ``error`` on the current run (the caller checked there is one)."""
-        run = current_run.get()
-        if run is not None:
-            original = unwrap_error(error)
-            run.record_error(original)
-            mark_reported(original)
 
     def report_background(
         self,
