@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import importlib
 import logging
 import sys
@@ -37,7 +38,9 @@ from tux_sentry_cog.adapter.context import (
     SentryContextCollector,
     SourceInfo,
     describe_source,
-    sensitive_strings,
+    event_values,
+    run_secrets,
+    run_values,
 )
 from tux_sentry_cog.adapter.errors import unwrap_error
 from tux_sentry_cog.adapter.sources import (
@@ -49,7 +52,7 @@ from tux_sentry_cog.adapter.sources import (
 from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
-from tux_sentry_cog.core.payload import JsonReady, take_whole
+from tux_sentry_cog.core.payload import JsonReady, OwnCrumbData, take_whole
 from tux_sentry_cog.core.runs import CommandRun, current_run
 
 if TYPE_CHECKING:
@@ -132,10 +135,6 @@ def _resolved(
     if name == info.name:
         return info
     run.name = name
-    # The subcommand's name was taken for an argument word at the start; it is not the
-    # user's text, and scrubbing it would blank the command's own name.
-    words = set(name.split())
-    run.sensitive = tuple(s for s in run.sensitive if s not in words)
     transaction = run.transaction
     try:
         if transaction is not None:
@@ -201,7 +200,7 @@ def add_finished_breadcrumb(run: CommandRun) -> None:
         category="command",
         message=f"Finished command: {run.name}",
         level="error" if run.errors else "info",
-        data=JsonReady(
+        data=OwnCrumbData(
             failed=bool(run.errors),
             duration_ms=round(run.elapsed_ms(), 3),
             correlation_id=run.correlation_id,
@@ -313,7 +312,13 @@ class BotInstrumentation:
                     guild = describe_event_args(args)
                 except Exception:
                     guild = None
-                self.report_background(error, "event", event_source_name(event_method), guild=guild)
+                self.report_background(
+                    error,
+                    "event",
+                    event_source_name(event_method),
+                    guild=guild,
+                    values=lambda: event_values(args),
+                )
             await original(event_method, *args, **kwargs)
 
         self._client_on_error_patch = _patch(self.bot, "on_error", on_error)
@@ -374,23 +379,40 @@ class BotInstrumentation:
         *,
         guild: discord.Guild | None = None,
         cog: str | None = None,
+        values: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
         """Report an error with no command behind it (a listener, a task loop), now.
 
         A listener started by a command shares its correlation id; otherwise the error
-        gets one of its own.
+        gets one of its own. ``values`` reads the user text the listener was given
+        (message contents): the scrubber removes it from the event's free text, as it
+        does a command's arguments.
         """
         try:
             if isinstance(error, CONTROL_FLOW_EXCEPTIONS) or was_reported(error):
                 return
+            parent = current_run.get()
             report = self._collector.build_background_report(
-                error, command_type, name, cog=cog, guild=guild, run=current_run.get()
+                error, command_type, name, cog=cog, guild=guild, run=parent
             )
-            if self._connection.active:
-                with sentry_sdk.isolation_scope():
+            # The scrubber reads the current run's values and secrets: while this report
+            # is built and sent, they are the listener's and its parent command's.
+            carrier = CommandRun(
+                name=name,
+                command_type=command_type,
+                values_of=None if self._send_pii else values,
+                sensitive=() if parent is None or self._send_pii else parent.sensitive_values(),
+                secrets=() if parent is None else parent.secrets,
+            )
+            token = current_run.set(carrier)
+            try:
+                if self._connection.active:
+                    with sentry_sdk.isolation_scope():
+                        self._reporter.report(report)
+                else:
                     self._reporter.report(report)
-            else:
-                self._reporter.report(report)
+            finally:
+                current_run.reset(token)
         except Exception:
             _log.exception("tux_sentry_cog could not report a %s error", command_type)
 
@@ -411,11 +433,23 @@ class BotInstrumentation:
 
     def _report_now(self, error: BaseException, source: ContextOrInteraction) -> None:
         report = self._collector.build_report(error, source, None, _has_local_handler(source))
-        if self._connection.active:
-            with sentry_sdk.isolation_scope():
+        # No run: one carries the source's values and secrets for the scrubber meanwhile.
+        carrier = CommandRun(
+            name=describe_source(source).name,
+            command_type="event",
+            values_of=None if self._send_pii else functools.partial(run_values, source),
+            secrets=run_secrets(source),
+            ended=True,
+        )
+        token = current_run.set(carrier)
+        try:
+            if self._connection.active:
+                with sentry_sdk.isolation_scope():
+                    self._reporter.report(report)
+            else:
                 self._reporter.report(report)
-        else:
-            self._reporter.report(report)
+        finally:
+            current_run.reset(token)
 
     def _start(
         self, source: ContextOrInteraction, name: str | None
@@ -430,7 +464,8 @@ class BotInstrumentation:
                 cog=info.cog,
                 guild_id=info.guild_id,
                 user_id=info.user_id,
-                sensitive=() if self._send_pii else sensitive_strings(source),
+                values_of=None if self._send_pii else functools.partial(run_values, source),
+                secrets=run_secrets(source),
                 source_id=_source_id(source),
             )
         except Exception:
@@ -509,7 +544,7 @@ class BotInstrumentation:
                 scope.add_breadcrumb(
                     category="command",
                     message=f"Started command: {info.name}",
-                    data=JsonReady(
+                    data=OwnCrumbData(
                         command_type=info.command_type, correlation_id=run.correlation_id
                     ),
                 )
@@ -535,6 +570,7 @@ class BotInstrumentation:
     def _settle(self, run: CommandRun, info: SourceInfo, source: ContextOrInteraction) -> str:
         """Report the run's errors; return its transaction status."""
         status = "ok"
+        run.ended = True  # its arguments are parsed: the scrubber may keep its values
         try:
             handled = _has_local_handler(source) if run.errors else False
             for error in run.errors:
