@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tux_sentry_cog.core import scrubbing
 from tux_sentry_cog.core.limits import (
     LARGE_BAG,
     MAX_CONTEXT_DEPTH,
@@ -29,7 +30,6 @@ from tux_sentry_cog.core.limits import (
     fit_event,
 )
 from tux_sentry_cog.core.runs import CommandRun, current_run
-from tux_sentry_cog.core import scrubbing
 from tux_sentry_cog.core.scrubbing import FILTERED, MIN_SENSITIVE_CHARS, Scrubber
 
 if TYPE_CHECKING:

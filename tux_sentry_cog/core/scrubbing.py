@@ -165,14 +165,19 @@ def _chain(error: BaseException | None) -> list[BaseException]:
 def program_text(error: BaseException | None) -> tuple[str, ...]:
     """The string constants of the code on the tracebacks of ``error`` and its chain.
 
-    A word that is in these is the program's own text ("database error" in
-    ``raise RuntimeError("database error")``), whatever a user typed.
+    Literals in the code, and module-level strings the code names (``raise
+    RuntimeError(MESSAGE)``). A word that is in these is the program's own text
+    ("database error" in ``raise RuntimeError("database error")``), whatever a user typed.
     """
     found: list[str] = []
     for exc in _chain(error):
         tb = exc.__traceback__
         while tb is not None:
-            found.extend(c for c in tb.tb_frame.f_code.co_consts if type(c) is str)
+            frame = tb.tb_frame
+            code = frame.f_code
+            found.extend(c for c in code.co_consts if type(c) is str)
+            names = frame.f_globals
+            found.extend(v for v in map(names.get, code.co_names) if type(v) is str)
             tb = tb.tb_next
     return tuple(found)
 
@@ -352,7 +357,10 @@ class Scrubber:
             secrets.extend(s for s in run.secrets if s)
             if not self._send_pii:
                 values = _longest_first(
-                    v for v in run.sensitive_values() if len(v) >= MIN_SENSITIVE_CHARS
+                    form
+                    for v in run.sensitive_values()
+                    if len(v) >= MIN_SENSITIVE_CHARS
+                    for form in _forms(v)
                 )
         return _Rules(_longest_first(secrets), values, self._send_pii)
 
@@ -436,6 +444,20 @@ class Scrubber:
         return attributes
 
 
+def _forms(value: str) -> tuple[str, ...]:
+    """``value``, and the way ``repr`` writes it inside its quotes.
+
+    Frame variables and CPython's messages are reprs: a backslash or a quote in a value
+    comes out escaped there.
+    """
+    written = repr(value)[1:-1]
+    return (value,) if written == value else (value, written)
+
+
+# A quoted span of a message, as repr writes it.
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+
+
 def _longest_first(needles: Iterable[str]) -> tuple[str, ...]:
     # Longest first, so a needle that contains another is removed whole.
     unique = set(needles)
@@ -450,15 +472,19 @@ def _scrub_error_text(rules: _Rules, text: str, error: BaseException | None) -> 
     for secret in rules.secrets:
         if secret in text:
             text = text.replace(secret, FILTERED)
-    by_python = error is None or _raised_by_python(error)
-    for value in rules.values:
-        if value not in text or any(value in p for p in protected):
-            continue
-        if by_python:
+    values = [v for v in rules.values if v in text and not any(v in p for p in protected)]
+    if error is None or _raised_by_python(error):
+        for value in values:
             text = text.replace(value, FILTERED)
-        else:
-            for quote in ("'", '"'):
-                text = text.replace(f"{quote}{value}{quote}", f"{quote}{FILTERED}{quote}")
+    elif values:
+        # CPython's own message: what it echoes it quotes (repr), the rest is its text.
+        def quoted(match: re.Match[str]) -> str:
+            span = match.group(0)
+            for value in values:
+                span = span.replace(value, FILTERED)
+            return span
+
+        text = _QUOTED.sub(quoted, text)
     return rules.shapes(text, _DATA)
 
 
@@ -575,7 +601,7 @@ def _scrub_breadcrumbs(rules: _Rules, breadcrumbs: Any) -> None:
             crumb[key] = rules.walk(value, _STRUCT if key in _CRUMB_STRUCT else mode)
 
 
-def _scrub_contexts(rules: _Rules, contexts: Any) -> None:
+def _scrub_contexts(rules: _Rules, contexts: Any, error: BaseException | None) -> None:
     if not isinstance(contexts, dict):
         return
     for name, context in contexts.items():
@@ -583,9 +609,11 @@ def _scrub_contexts(rules: _Rules, contexts: Any) -> None:
             continue
         if name == "error":
             for key, value in context.items():
-                if isinstance(value, _WALKED):
-                    free = key in ("message", "custom_context")
-                    context[key] = rules.walk(value, _FREE if free else _STRUCT)
+                if key == "message" and isinstance(value, str):
+                    # As the exception's value: the program's own words stay.
+                    context[key] = _scrub_error_text(rules, value, error)
+                elif isinstance(value, _WALKED):
+                    context[key] = rules.walk(value, _FREE if key == "custom_context" else _DATA)
         elif name in _COG_CONTEXTS or name in _DISCORD_CONTEXTS:
             # Names, ids and figures: never a user's words, but an e-mail a guild put in
             # its name, say, still goes.
@@ -658,7 +686,7 @@ _PARTS: dict[str, Callable[[_Rules, Any, Any, bool], None]] = {
     "exception": lambda rules, value, hint, _own: _scrub_exceptions(rules, value, _error_of(hint)),
     "threads": lambda rules, value, _hint, _own: _scrub_threads(rules, value),
     "breadcrumbs": lambda rules, value, _hint, _own: _scrub_breadcrumbs(rules, value),
-    "contexts": lambda rules, value, _hint, _own: _scrub_contexts(rules, value),
+    "contexts": lambda rules, value, hint, _own: _scrub_contexts(rules, value, _error_of(hint)),
     "tags": lambda rules, value, _hint, _own: _scrub_tags(rules, value),
     "spans": _spans,
     "logentry": lambda rules, value, _hint, own: _scrub_logentry(rules, value, own),
