@@ -27,6 +27,7 @@ from tux_sentry_cog.core.payload import (
     WHOLE_PARTS,
     JsonReady,
     JsonReadyList,
+    OwnCrumbData,
     take_whole,
     wire_copy,
 )
@@ -90,7 +91,7 @@ CRUMBS = st.lists(
             "message": st.text(max_size=40),
             # The cog's own (data a JsonReady) and anyone else's (a plain dict, nested).
             "data": st.one_of(
-                st.builds(JsonReady, CRUMB_DATA),
+                st.builds(OwnCrumbData, CRUMB_DATA),
                 st.dictionaries(st.text(max_size=8), TREES, max_size=12),
             ),
         },
@@ -125,9 +126,14 @@ def test_an_event_taken_whole_serializes_as_before(event: dict[str, Any]) -> Non
     assert type(marked.get("extra", {})) is dict  # a databag stays the serializer's to trim
     for crumb in marked.get("breadcrumbs", {}).get("values", []):
         # Only the cog's own breadcrumbs go whole; anyone else's is walked and trimmed.
-        ours = type(crumb["data"]) is JsonReady
+        ours = type(crumb["data"]) is OwnCrumbData
         assert (type(crumb) is JsonReady) == ours
-    assert serialize(marked) == expected
+    serialized = serialize(marked)
+    assert serialized == expected
+    sent = serialized.get("breadcrumbs", {}).get("values", [])
+    for crumb, original in zip(sent, event.get("breadcrumbs", {}).get("values", []), strict=True):
+        # The scrubber knows the cog's own breadcrumbs after serialization by this type.
+        assert (type(crumb["data"]) is OwnCrumbData) == (type(original["data"]) is OwnCrumbData)
 
 
 def test_values_json_cannot_hold_become_what_the_serializer_makes() -> None:

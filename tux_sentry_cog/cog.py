@@ -82,7 +82,7 @@ class SentryCog(StatusCommands, name="Sentry"):
             capture_user_errors=self.config.capture_user_errors,
             system_context=self.system.snapshot,
             active_runs=lambda: self.instrumentation.active_runs,
-            scrub_texts=self.scrubber.scrub_texts,
+            scrub_message=self.scrubber.scrub_message,
             metrics=self.telemetry.errors,
         )
         self.instrumentation = BotInstrumentation(

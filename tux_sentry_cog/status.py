@@ -23,7 +23,7 @@ import sentry_sdk
 from discord.ext import commands
 
 from tux_sentry_cog._version import __version__
-from tux_sentry_cog.core.payload import JsonReady
+from tux_sentry_cog.core.payload import OwnCrumbData
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -529,7 +529,7 @@ class StatusCommands(commands.Cog):
             category="security",
             message=f"non-owner tried {form}{name}",
             level="warning",
-            data=JsonReady(user_id=str(ctx.author.id), check=type(error).__name__),
+            data=OwnCrumbData(user_id=str(ctx.author.id), check=type(error).__name__),
         )
         text = NOT_OWNER_TEXT if isinstance(error, commands.NotOwner) else REFUSED_TEXT
         try:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.ext.commands.view import StringView
 
 from tux_sentry_cog.core.reporter import ErrorReport, error_context
 from tux_sentry_cog.core.system import SystemInfo
@@ -29,7 +30,9 @@ __all__ = [
     "SentryContextCollector",
     "SourceInfo",
     "describe_source",
-    "sensitive_strings",
+    "event_values",
+    "run_secrets",
+    "run_values",
 ]
 
 _log = logging.getLogger(__name__)
@@ -160,45 +163,165 @@ def describe_source(source: ContextOrInteraction) -> SourceInfo:
     )
 
 
-def _option_values(options: Iterable[Mapping[str, Any]]) -> Iterable[str]:
+_QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb\u300c\u300d"
+
+#: Most argument tokens read from one message (a bound on a pathological input).
+MAX_TOKENS = 200
+
+
+def _words(value: str) -> Iterator[str]:
+    """``value`` and its whitespace words, each also without surrounding quotes."""
+    yield value
+    words = value.split()
+    if len(words) > 1 or (words and words[0] != value):
+        for word in words[:MAX_TOKENS]:
+            yield word
+            stripped = word.strip(_QUOTES)
+            if stripped and stripped != word:
+                yield stripped
+
+
+def _tokens(text: str) -> Iterator[str]:
+    """The arguments of ``text`` as discord.py's parser reads them (quotes honoured)."""
+    view = StringView(text)
+    for _ in range(MAX_TOKENS):
+        view.skip_ws()
+        if view.eof:
+            return
+        try:
+            token = view.get_quoted_word()
+        except commands.ArgumentParsingError:
+            token = view.read_rest()
+        if not token:
+            return
+        yield token
+
+
+def _argument_text(ctx: commands.Context[Any], content: str) -> str:
+    """What follows the prefix and the invoked command names in ``content``."""
+    view = StringView(content)
+    prefix = ctx.prefix
+    if isinstance(prefix, str) and prefix and not view.skip_string(prefix):
+        return content.strip()
+    for name in (*ctx.invoked_parents, ctx.invoked_with):
+        if name:
+            view.skip_ws()
+            view.get_word()
+    return view.read_rest().strip()
+
+
+def _converted(values: Iterable[Any], depth: int = 0) -> Iterator[str]:
+    """Converted argument values that print as what the user typed or derived from it."""
+    for value in values:
+        if isinstance(value, str):
+            yield from _words(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield str(value)
+        elif isinstance(value, (list, tuple)) and depth == 0:  # Greedy, variadic
+            yield from _converted(value, depth + 1)
+
+
+def _context_values(ctx: commands.Context[Any]) -> Iterator[str]:
+    message = ctx.message
+    content = message.content if message is not None else ""
+    if content:
+        yield content
+    if ctx.command is None and ctx.invoked_with:
+        yield ctx.invoked_with  # the unknown word of a mistyped command
+    rest = _argument_text(ctx, content) if content else ""
+    if rest:
+        yield from _words(rest)
+        for token in _tokens(rest):
+            yield from _words(token)
+    # ctx.args starts with the cog and the context; only plain values are read.
+    yield from _converted(a for a in ctx.args if not isinstance(a, (commands.Context,
+                                                                     commands.Cog)))
+    yield from _converted(ctx.kwargs.values())
+
+
+def _option_values(options: Iterable[Mapping[str, Any]]) -> Iterator[str]:
     for option in options:
         value = option.get("value")
         if isinstance(value, str):
-            yield value
+            yield from _words(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield str(value)
         nested = option.get("options")
         if isinstance(nested, list):
             yield from _option_values(nested)
 
 
-def sensitive_strings(source: ContextOrInteraction) -> tuple[str, ...]:
-    """The message content and argument text of ``source``, for the scrubber."""
-    if isinstance(source, commands.Context):
-        if source.interaction is not None:
-            return sensitive_strings(source.interaction)
-        content = source.message.content
-        if not content:
-            return ()
-        # Arguments are what follows the invoked name; each word may be a value.
-        tail = ""
-        if source.invoked_with and source.invoked_with in content:
-            tail = content.split(source.invoked_with, 1)[1].strip()
-        return (content, tail, *tail.split()) if tail else (content,)
-    data: Mapping[str, Any] = source.data or {}
+def _interaction_values(data: Mapping[str, Any]) -> Iterator[str]:
     options = data.get("options")
-    values: list[str] = list(_option_values(options)) if isinstance(options, list) else []
+    if isinstance(options, list):  # slash options, the focused autocomplete value
+        yield from _option_values(options)
     components = data.get("components")
     if isinstance(components, list):  # modal text inputs: what the user typed
-        values.extend(_modal_values(components))
+        yield from _modal_values(components)
+    selected = data.get("values")
+    if isinstance(selected, list):  # select menus
+        for value in selected:
+            if isinstance(value, str):
+                yield from _words(value)
+    resolved = data.get("resolved")
+    messages = resolved.get("messages") if isinstance(resolved, Mapping) else None
+    if isinstance(messages, Mapping):  # a message context menu's target
+        for target in messages.values():
+            content = target.get("content") if isinstance(target, Mapping) else None
+            if isinstance(content, str) and content:
+                yield from _words(content)
+
+
+def run_values(source: ContextOrInteraction) -> tuple[str, ...]:
+    """What the user of ``source`` typed or chose, in every form the bot may echo it.
+
+    The message content, the argument text, each argument as discord.py's parser reads
+    it (quoted ones whole) and its words, converted plain values, slash options, the
+    focused autocomplete value, modal inputs, select values and a message context
+    menu's target content. None of it is ever put into an event; the scrubber removes
+    it from the free text the bot's own code produced (exception messages, frame
+    variables, log lines).
+    """
+    if isinstance(source, commands.Context):
+        if source.interaction is not None:
+            return run_values(source.interaction)
+        return tuple(_context_values(source))
+    data: Mapping[str, Any] = source.data or {}
+    return tuple(_interaction_values(data))
+
+
+def run_secrets(source: ContextOrInteraction) -> tuple[str, ...]:
+    """The secrets of ``source``: an interaction's token (it is in its REST URLs)."""
+    interaction = source.interaction if isinstance(source, commands.Context) else source
+    token = getattr(interaction, "token", None) if interaction is not None else None
+    return (token,) if isinstance(token, str) and token else ()
+
+
+def event_values(args: Iterable[Any]) -> tuple[str, ...]:
+    """The user text in a listener's arguments: message contents, interaction values."""
+    values: list[str] = []
+    for arg in args:
+        if isinstance(arg, discord.Message):
+            if arg.content:
+                values.extend(_words(arg.content))
+        elif isinstance(arg, discord.RawMessageUpdateEvent):
+            content = arg.data.get("content")
+            if isinstance(content, str) and content:
+                values.extend(_words(content))
+        elif isinstance(arg, discord.Interaction):
+            values.extend(_interaction_values(arg.data or {}))
+        elif isinstance(arg, commands.Context):
+            values.extend(_context_values(arg))
     return tuple(values)
 
 
-def _modal_values(components: Iterable[Any]) -> Iterable[str]:
+def _modal_values(components: Iterable[Any]) -> Iterator[str]:
     for component in components:
         if not isinstance(component, Mapping):
             continue
         value = component.get("value")
         if isinstance(value, str):
-            yield value
+            yield from _words(value)
         inner = component.get("components")
         if isinstance(inner, list):
             yield from _modal_values(inner)

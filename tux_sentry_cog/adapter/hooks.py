@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import importlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -30,14 +31,16 @@ from tux_sentry_cog.adapter.context import (
     SentryContextCollector,
     SourceInfo,
     describe_source,
-    sensitive_strings,
+    event_values,
+    run_secrets,
+    run_values,
 )
 from tux_sentry_cog.adapter.errors import unwrap_error
 from tux_sentry_cog.adapter.sources import describe_event_args, event_source_name, listener_cog
 from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
-from tux_sentry_cog.core.payload import JsonReady, take_whole
+from tux_sentry_cog.core.payload import JsonReady, OwnCrumbData, take_whole
 from tux_sentry_cog.core.runs import CommandRun, current_run
 from tux_sentry_cog.shared import SHARED
 
@@ -113,10 +116,6 @@ def _resolved(
     if name == info.name:
         return info
     run.name = name
-    # The subcommand's name was taken for an argument word at the start; it is not the
-    # user's text, and scrubbing it would blank the command's own name.
-    words = set(name.split())
-    run.sensitive = tuple(s for s in run.sensitive if s not in words)
     transaction = run.transaction
     try:
         if transaction is not None:
@@ -182,7 +181,7 @@ def add_finished_breadcrumb(run: CommandRun) -> None:
         category="command",
         message=f"Finished command: {run.name}",
         level="error" if run.errors else "info",
-        data=JsonReady(
+        data=OwnCrumbData(
             failed=bool(run.errors),
             duration_ms=round(run.elapsed_ms(), 3),
             correlation_id=run.correlation_id,
@@ -287,7 +286,14 @@ class BotInstrumentation:
             cog = listener_cog(listener)
         except Exception:
             cog = None
-        self.report_background(error, "event", event_source_name(event_name), cog=cog, args=args)
+        self.report_background(
+            error,
+            "event",
+            event_source_name(event_name),
+            cog=cog,
+            args=args,
+            values=lambda: event_values(args),
+        )
 
     def report_background(
         self,
@@ -298,16 +304,20 @@ class BotInstrumentation:
         guild: discord.Guild | None = None,
         cog: str | None = None,
         args: tuple[Any, ...] = (),
+        values: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
         """Report an error with no command behind it (a listener, a task loop), now.
 
         ``args`` are a listener's arguments: the guild, user and channel they concern go
         on the event, and the shard on a sharded bot. A listener started by a command
-        shares its correlation id; otherwise the error gets one of its own.
+        shares its correlation id; otherwise the error gets one of its own. ``values``
+        reads the user text the listener was given (message contents): the scrubber
+        removes it from the event's free text, as it does a command's arguments.
         """
         try:
             if isinstance(error, CONTROL_FLOW_EXCEPTIONS) or was_reported(error):
                 return
+            parent = current_run.get()
             subjects = describe_event_args(args)
             guild = guild or subjects.guild
             report = self._collector.build_background_report(
@@ -316,16 +326,29 @@ class BotInstrumentation:
                 name,
                 cog=cog,
                 guild=guild,
-                run=current_run.get(),
+                run=parent,
                 user=subjects.user,
                 channel=subjects.channel,
                 shard_id=_event_shard(self.bot, guild) if command_type == "event" else None,
             )
-            if self._connection.active:
-                with _background_scope(report.run):
+            # The scrubber reads the current run's values and secrets: while this report
+            # is built and sent, they are the listener's and its parent command's.
+            carrier = CommandRun(
+                name=name,
+                command_type=command_type,
+                values_of=None if self._send_pii else values,
+                sensitive=() if parent is None or self._send_pii else parent.sensitive_values(),
+                secrets=() if parent is None else parent.secrets,
+            )
+            token = current_run.set(carrier)
+            try:
+                if self._connection.active:
+                    with _background_scope(parent):
+                        self._reporter.report(report)
+                else:
                     self._reporter.report(report)
-            else:
-                self._reporter.report(report)
+            finally:
+                current_run.reset(token)
         except Exception:
             _log.exception("tux_sentry_cog could not report a %s error", command_type)
 
@@ -346,11 +369,23 @@ class BotInstrumentation:
 
     def _report_now(self, error: BaseException, source: ContextOrInteraction) -> None:
         report = self._collector.build_report(error, source, None, _has_local_handler(source))
-        if self._connection.active:
-            with sentry_sdk.isolation_scope():
+        # No run: one carries the source's values and secrets for the scrubber meanwhile.
+        carrier = CommandRun(
+            name=describe_source(source).name,
+            command_type="event",
+            values_of=None if self._send_pii else functools.partial(run_values, source),
+            secrets=run_secrets(source),
+            ended=True,
+        )
+        token = current_run.set(carrier)
+        try:
+            if self._connection.active:
+                with sentry_sdk.isolation_scope():
+                    self._reporter.report(report)
+            else:
                 self._reporter.report(report)
-        else:
-            self._reporter.report(report)
+        finally:
+            current_run.reset(token)
 
     def _start(
         self, source: ContextOrInteraction, name: str | None
@@ -365,7 +400,8 @@ class BotInstrumentation:
                 cog=info.cog,
                 guild_id=info.guild_id,
                 user_id=info.user_id,
-                sensitive=() if self._send_pii else sensitive_strings(source),
+                values_of=None if self._send_pii else functools.partial(run_values, source),
+                secrets=run_secrets(source),
                 source_id=_source_id(source),
             )
         except Exception:
@@ -450,7 +486,7 @@ class BotInstrumentation:
                 scope.add_breadcrumb(
                     category="command",
                     message=f"Started command: {info.name}",
-                    data=JsonReady(
+                    data=OwnCrumbData(
                         command_type=info.command_type, correlation_id=run.correlation_id
                     ),
                 )
@@ -476,6 +512,7 @@ class BotInstrumentation:
     def _settle(self, run: CommandRun, info: SourceInfo, source: ContextOrInteraction) -> str:
         """Report the run's errors; return its transaction status."""
         status = "ok"
+        run.ended = True  # its arguments are parsed: the scrubber may keep its values
         try:
             handled = _has_local_handler(source) if run.errors else False
             for error in run.errors:

@@ -30,7 +30,7 @@ from discord.ext import tasks
 from tux_sentry_cog.adapter.hooks import add_finished_breadcrumb
 from tux_sentry_cog.core.limits import clamp_tags
 from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter, emit, hand_off
-from tux_sentry_cog.core.payload import JsonReady
+from tux_sentry_cog.core.payload import OwnCrumbData
 from tux_sentry_cog.core.performance import PerformanceMonitor, ResourceWatch
 from tux_sentry_cog.core.reporters import BusinessMetricsReporter, ErrorMetricsReporter
 from tux_sentry_cog.core.resources import ResourceSample, ResourceSampler
@@ -164,7 +164,7 @@ class Telemetry:
                 category="gateway",
                 level="info",
                 message=f"{kind} ({where})",
-                data=JsonReady(shard_id=shard_id),
+                data=OwnCrumbData(shard_id=shard_id),
             )
 
     def latencies_ms(self) -> dict[int | None, float]:
@@ -254,7 +254,7 @@ class Telemetry:
                 category="performance",
                 level="warning",
                 message="High resource usage detected",
-                data=JsonReady(memory_mb=sample.memory_mb, cpu_percent=sample.cpu_percent),
+                data=OwnCrumbData(memory_mb=sample.memory_mb, cpu_percent=sample.cpu_percent),
             )
         if alert is not None:
             self._resource_alert(alert, sample)

@@ -281,18 +281,18 @@ class SentryConnection:
 
     # before_send chaining -------------------------------------------------------------
 
+    # Every hook scrubs first and then hands the scrubbed data to the owner's own hook,
+    # so the owner's code never sees what must not leave, and cannot undo the scrubbing
+    # of what the SDK built. (What an owner's hook adds afterwards is the owner's.)
+
     def _before_send(self, previous: EventHook | None) -> EventHook:
         scrubber = self._scrubber
 
         def before_send(event: Any, hint: Any) -> Any:
             if _is_duplicate_log_event(hint):
                 return None
-            if previous is not None:
-                event = previous(event, hint)
-                if event is None:
-                    return None
-            # Scrub last, so nothing an owner's hook added can leak either.
-            return scrubber.scrub_event(event)
+            event = scrubber.scrub_event(event, hint)
+            return event if previous is None else previous(event, hint)
 
         return before_send
 
@@ -300,28 +300,33 @@ class SentryConnection:
         scrubber = self._scrubber
 
         def before_send_transaction(event: Any, hint: Any) -> Any:
-            if previous is not None:
-                event = previous(event, hint)
-                if event is None:
-                    return None
-            return scrubber.scrub_event(event)
+            event = scrubber.scrub_event(event, hint)
+            return event if previous is None else previous(event, hint)
 
         return before_send_transaction
 
-    @staticmethod
-    def _before_send_metric(previous: EventHook | None) -> EventHook:
+    def _before_send_log(self, previous: EventHook | None) -> EventHook:
+        scrubber = self._scrubber
+
+        def before_send_log(log: Any, hint: Any) -> Any:
+            if isinstance(log, dict):
+                log = scrubber.scrub_log(log)
+            return log if previous is None else previous(log, hint)
+
+        return before_send_log
+
+    def _before_send_metric(self, previous: EventHook | None) -> EventHook:
+        scrubber = self._scrubber
+
         def before_send_metric(metric: Any, hint: Any) -> Any:
-            if previous is not None:
-                metric = previous(metric, hint)
-                if metric is None:
-                    return None
             attributes = metric.get("attributes") if isinstance(metric, dict) else None
             if isinstance(attributes, dict):
                 # The SDK copies the scope's user onto metrics recorded inside a command;
-                # SPEC.md: no user id is ever a metric attribute. Nothing else is dropped.
+                # no user id is ever a metric attribute. Nothing else is dropped.
                 for key in [k for k in attributes if str(k).startswith("user.")]:
                     del attributes[key]
-            return metric
+                scrubber.scrub_attributes(attributes)
+            return metric if previous is None else previous(metric, hint)
 
         return before_send_metric
 
@@ -329,11 +334,12 @@ class SentryConnection:
         for name, factory in (
             ("before_send", self._before_send),
             ("before_send_transaction", self._before_send_transaction),
+            ("before_send_log", self._before_send_log),
             ("before_send_metric", self._before_send_metric),
         ):
             previous = client.options.get(name)
-            if previous is None and name == "before_send_metric":
-                # Older SDKs took this hook under _experiments; keep the owner's.
+            if previous is None and name in ("before_send_metric", "before_send_log"):
+                # Older SDKs took these hooks under _experiments; keep the owner's.
                 previous = (client.options.get("_experiments") or {}).get(name)
             hook = factory(previous)
             self._previous_hooks[name] = previous

@@ -152,15 +152,18 @@ class ErrorFingerprintGenerator:
         """Keep the module prefixes that are never the error's location."""
         self._ignored = ignored_modules
 
-    def generate_fingerprint(self, error: BaseException, context: Mapping[str, Any]) -> list[str]:
+    def generate_fingerprint(
+        self, error: BaseException, context: Mapping[str, Any], *, message: str | None = None
+    ) -> list[str]:
         """Return the fingerprint of ``error`` raised in the command of ``context``.
 
         ``context`` is shaped like the event contexts: ``context["command"]["name"]``
-        and ``context["command"]["cog_name"]`` are read if present.
+        and ``context["command"]["cog_name"]`` are read if present. ``message``, when
+        given, is normalised instead of ``str(error)`` (the cog passes it scrubbed).
         """
         parts = [
             type(error).__name__,
-            normalize_message(safe_str(error)),
+            normalize_message(safe_str(error) if message is None else message),
             _part(context, "command", "name"),
             _part(context, "command", "cog_name"),
             error_location(error, self._ignored),

@@ -25,7 +25,15 @@ import sentry_sdk
 from sentry_sdk._types import AnnotatedValue
 from sentry_sdk.utils import format_timestamp, safe_repr
 
-__all__ = ["MAX_DEPTH", "WHOLE_PARTS", "JsonReady", "JsonReadyList", "take_whole", "wire_copy"]
+__all__ = [
+    "MAX_DEPTH",
+    "WHOLE_PARTS",
+    "JsonReady",
+    "JsonReadyList",
+    "OwnCrumbData",
+    "take_whole",
+    "wire_copy",
+]
 
 #: Deeper than any part the cog builds; past it a value becomes its ``repr`` (a cycle
 #: included), where the serializer would have marked a cycle.
@@ -115,6 +123,21 @@ class JsonReady(dict[str, Any]):
         return copied
 
 
+class OwnCrumbData(JsonReady):
+    """The ``data`` of a breadcrumb the cog left itself (nobody else has the type).
+
+    Its type survives the serializer's copy, so the scrubber still knows the breadcrumb
+    for the cog's own in the before-send hook: its message is built from command names,
+    never from what a user typed, and a user's word must not blank it.
+    """
+
+    __slots__ = ()
+
+    def __sentry_repr__(self) -> OwnCrumbData:
+        """A copy of the same type, its values made JSON-safe."""
+        return OwnCrumbData(_copy_dict(self, 1))
+
+
 class JsonReadyList(list[Any]):
     """A ``list`` the SDK's serializer takes as :func:`wire_copy` of it (a fingerprint)."""
 
@@ -142,7 +165,7 @@ def take_whole(event: Any, _hint: Any = None) -> Any:
     serialization. A transaction's contexts, tags and user are 25 of its ~70 nodes,
     an error event's modules another 59.
 
-    A breadcrumb whose ``data`` is a :class:`JsonReady` is one the cog left (nobody
+    A breadcrumb whose ``data`` is an :class:`OwnCrumbData` is one the cog left (nobody
     else has the type): half a dozen short fields and a few data items, well inside the
     depth and breadth the serializer trims a databag to, so the copy is what its walk
     would have produced, at one node instead of about eight. Other breadcrumbs, and
@@ -160,6 +183,6 @@ def take_whole(event: Any, _hint: Any = None) -> Any:
         for index, crumb in enumerate(values):
             # The event's list holds the scope's own breadcrumb dicts: each is replaced
             # in the list, never changed.
-            if type(crumb) is dict and type(crumb.get("data")) is JsonReady:
+            if type(crumb) is dict and type(crumb.get("data")) is OwnCrumbData:
                 values[index] = JsonReady(crumb)
     return event

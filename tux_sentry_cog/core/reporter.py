@@ -14,7 +14,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from sentry_sdk.utils import event_from_exception
 from tux_sentry_cog.core.client import SentryConnection, mark_reported
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator, normalize_message, safe_str
 from tux_sentry_cog.core.limits import MAX_NAME, clamp_context, clamp_tags, cut
-from tux_sentry_cog.core.payload import JsonReady, take_whole
+from tux_sentry_cog.core.payload import OwnCrumbData, take_whole
 from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
 from tux_sentry_cog.core.reporters import ErrorMetricsReporter
 
@@ -63,17 +63,19 @@ def traceback_hash(error: BaseException) -> str:
 
 
 def error_context(
-    error: BaseException, classification: Classification | None = None
+    error: BaseException,
+    classification: Classification | None = None,
+    message: str | None = None,
 ) -> dict[str, Any]:
     """The ``error`` context: type, message, module, traceback hash and custom context.
 
     ``custom_context`` is the error's own ``context`` mapping, for exceptions that carry
-    one (the plan's convention).
+    one (the plan's convention). ``message`` replaces ``str(error)`` (a scrubbed one).
     """
     custom = getattr(error, "context", None)
     context: dict[str, Any] = {
         "type": type(error).__name__,
-        "message": safe_str(error),
+        "message": safe_str(error) if message is None else message,
         "module": type(error).__module__,
         "traceback_hash": traceback_hash(error),
         "custom_context": dict(custom) if isinstance(custom, Mapping) else {},
@@ -130,9 +132,10 @@ class ErrorReporter:
         capture_user_errors: Send user-caused errors as events too.
         system_context: Returns the ``system`` context (versions, memory, uptime).
         active_runs: Returns the number of command runs in flight.
-        scrub_texts: Removes secrets and the run's sensitive strings from each of some
-            texts; the fingerprint goes through it, so a user's argument never names a
-            group.
+        scrub_message: Removes secrets, shapes and the run's values from an error's
+            message (the error given, so the program's own text stays). The
+            fingerprint's message goes through it, so a user's argument never names a
+            group and a word equal to the program's text never splits one.
         metrics: Records ``errors.total`` and ``error_handling.duration``.
     """
 
@@ -147,7 +150,7 @@ class ErrorReporter:
         capture_user_errors: bool,
         system_context: Callable[[], dict[str, Any]],
         active_runs: Callable[[], int],
-        scrub_texts: Callable[[Iterable[str]], list[str]],
+        scrub_message: Callable[[str, BaseException], str],
         metrics: ErrorMetricsReporter | None = None,
     ) -> None:
         """Wire the reporter to its collaborators."""
@@ -159,7 +162,7 @@ class ErrorReporter:
         self._capture_user_errors = capture_user_errors
         self._system_context = system_context
         self._active_runs = active_runs
-        self._scrub_texts = scrub_texts
+        self._scrub_message = scrub_message
         self._metrics = metrics or ErrorMetricsReporter()
         self.stats = ReporterStats()
         # Occurrences per fingerprint, for the status report's top groups.
@@ -193,8 +196,12 @@ class ErrorReporter:
         self.stats.reported += 1
         classification = self.classifier.classify(error)
         command = report.contexts.get("command", {})
-        fingerprint = self._scrub_texts(
-            self.fingerprints.generate_fingerprint(error, {"command": command})
+        # Scrubbed before it is normalised, so no value hides inside a placeholder's
+        # neighbour ("foo-123" -> "foo-<N>"); only the message: the other parts are
+        # structure (type, command, cog, location), which user input never reaches.
+        message = self._scrub_message(safe_str(error), error)
+        fingerprint = self.fingerprints.generate_fingerprint(
+            error, {"command": command}, message=message
         )
         # An error outside any run (a task, a listener) still gets an id of its own.
         correlation_id = run.correlation_id if run is not None else uuid.uuid4().hex
@@ -220,11 +227,12 @@ class ErrorReporter:
                 classification,
                 fingerprint,
                 correlation_id,
+                message,
                 related_count=related_count,
                 related=related,
             )
         else:
-            self._breadcrumb(error, classification, report.tags, correlation_id, run)
+            self._breadcrumb(error, message, classification, report.tags, correlation_id, run=run)
         group = cut("|".join(fingerprint), MAX_NAME)
         self._count_group(group)
         self._metrics.record_error_metric(
@@ -279,9 +287,11 @@ class ErrorReporter:
     def _breadcrumb(
         self,
         error: BaseException,
+        message: str,
         classification: Classification,
         tags: Mapping[str, str],
         correlation_id: str,
+        *,
         run: CommandRun | None = None,
     ) -> None:
         if not self._connection.active:
@@ -292,8 +302,8 @@ class ErrorReporter:
         (scope.add_breadcrumb if scope is not None else sentry_sdk.add_breadcrumb)(
             category="error",
             level=classification.severity.value,
-            message=f"{type(error).__name__}: {normalize_message(safe_str(error))}",
-            data=JsonReady(
+            message=f"{type(error).__name__}: {normalize_message(message)}",
+            data=OwnCrumbData(
                 category=classification.category.value,
                 command=tags.get("command.name"),
                 correlation_id=correlation_id,
@@ -306,6 +316,7 @@ class ErrorReporter:
         classification: Classification,
         fingerprint: list[str],
         correlation_id: str,
+        message: str,
         *,
         related_count: int,
         related: list[RelatedError],
@@ -319,7 +330,7 @@ class ErrorReporter:
         tags["error.related"] = "yes" if related_count else "no"
         contexts: dict[str, Any] = {
             **report.contexts,
-            "error": error_context(error, classification),
+            "error": error_context(error, classification, message),
             "system": self._system_context(),
             "performance": {
                 "response_time_ms": round(run.elapsed_ms(), 3) if run is not None else None,

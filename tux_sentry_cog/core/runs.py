@@ -8,6 +8,7 @@ see each other's state.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,8 +18,11 @@ from tux_sentry_cog.shared import SHARED
 
 if TYPE_CHECKING:
     import contextvars
+    from collections.abc import Callable
 
 __all__ = ["MAX_ERRORS_PER_RUN", "CommandRun", "current_run", "get_correlation_id"]
+
+_log = logging.getLogger(__name__)
 
 #: A run that raises more than this many errors (a loop of failing retries, say) keeps
 #: the first ones; the rest are counted but not reported.
@@ -44,8 +48,13 @@ class CommandRun:
         started: ``time.perf_counter()`` at the start.
         errors: Errors raised during the run, first ones only.
         dropped_errors: How many errors did not fit in ``errors``.
-        sensitive: Strings that must not leave the process unless PII is on (the
-            message content and parameter values of this run).
+        sensitive: Values of this run that must not leave the process unless PII is
+            on, known up front (set by whoever starts the run).
+        values_of: Reads the rest of the run's values (message content, argument values
+            as parsed and converted, option values) when the scrubber first needs them:
+            arguments are only parsed once the command runs.
+        secrets: Secrets of this run (an interaction's token), removed everywhere.
+        ended: True once the run finished (its values are final then).
         reported: ids of the exceptions already reported, so each goes out once.
         transaction: The run's Sentry transaction, when one was started.
         db_queries: Database operations tracked during the run.
@@ -65,6 +74,10 @@ class CommandRun:
     errors: list[BaseException] = field(default_factory=list)
     dropped_errors: int = 0
     sensitive: tuple[str, ...] = ()
+    values_of: Callable[[], tuple[str, ...]] | None = None
+    secrets: tuple[str, ...] = ()
+    ended: bool = False
+    _values: tuple[str, ...] | None = None
     reported: set[int] = field(default_factory=set)
     transaction: Any = None
     db_queries: int = 0
@@ -80,6 +93,24 @@ class CommandRun:
             self.dropped_errors += 1
             return
         self.errors.append(error)
+
+    def sensitive_values(self) -> tuple[str, ...]:
+        """Every value of the run the scrubber removes from free text (PII off).
+
+        Read again until the run ends (a command's arguments are parsed while it runs),
+        then kept.
+        """
+        if self._values is not None:
+            return self._values
+        values = self.sensitive
+        if self.values_of is not None:
+            try:
+                values = (*values, *self.values_of())
+            except Exception:  # a partial source object; what is known up front stays
+                _log.debug("could not read the values of run %s", self.name, exc_info=True)
+        if self.ended:
+            self._values = values
+        return values
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the run started."""
