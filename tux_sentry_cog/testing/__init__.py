@@ -3,6 +3,8 @@
 - :class:`SentryEndpoint`: a loopback Sentry that records the envelopes the SDK sends.
 - :class:`InteractionDriver`: slash commands through a real bot configured with dpytest.
 - ``tux_sentry_cog.testing.plugin``: pytest fixtures built on both.
+- ``tux_sentry_cog.testing.with_cog``: a pytest plugin that runs a bot's own suite with
+  the cog loaded into every bot it sets up, and reports what changed.
 """
 
 from tux_sentry_cog.testing.interactions import (
