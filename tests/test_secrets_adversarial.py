@@ -617,3 +617,16 @@ async def test_the_owners_hooks_see_scrubbed_data(sentry_endpoint, make_bot, sen
     assert len(seen) == 2  # the error and the transaction
     assert not any("qownerhooksecret" in text or BOT_TOKEN in text for text in seen)
     assert any("cannot echo [Filtered]" in text for text in seen)
+
+
+async def test_sentry_test_keeps_its_message(make_bot, sentry_flush) -> None:
+    """``!sentry test``: the subcommand's word is no user value to blank."""
+    harness = await _bot(make_bot)
+    harness.bot.owner_id = harness.member.id
+    harness.endpoint.clear()
+    await harness.message("!sentry test")
+    messages = [
+        (e.get("logentry") or {}).get("message") or e.get("message")
+        for e in sentry_flush().events()
+    ]
+    assert messages == ["tux_sentry_cog test event"]

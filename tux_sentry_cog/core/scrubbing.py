@@ -356,12 +356,18 @@ class Scrubber:
         if run is not None:
             secrets.extend(s for s in run.secrets if s)
             if not self._send_pii:
-                values = _longest_first(
-                    form
-                    for v in run.sensitive_values()
-                    if len(v) >= MIN_SENSITIVE_CHARS
-                    for form in _forms(v)
-                )
+                cached = run.needles
+                if cached is not None:
+                    values = cached
+                else:
+                    values = _longest_first(
+                        form
+                        for v in run.sensitive_values()
+                        if len(v) >= MIN_SENSITIVE_CHARS
+                        for form in _forms(v)
+                    )
+                    if run.ended:  # final: every later event of the run reuses them
+                        run.needles = values
         return _Rules(_longest_first(secrets), values, self._send_pii)
 
     # free-standing text ----------------------------------------------------------------
