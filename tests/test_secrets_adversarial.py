@@ -23,13 +23,14 @@ import pytest
 import sentry_sdk
 from aiohttp import web
 from conftest import BOT_TOKEN, assert_sentry_accepts
+from discord import app_commands
 from discord.ext import commands
 from discord.webhook import async_ as webhook_async
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loguru import logger as loguru_logger
 
-from tux_sentry_cog import SentryCogConfig
+from tux_sentry_cog import SentryCogConfig, track_database_operation
 
 _log = logging.getLogger("adversary.bot")
 
@@ -92,7 +93,10 @@ class Adversary(commands.Cog):
 
     @commands.command()
     async def context(self, ctx: commands.Context[Any], *, text: str) -> None:
-        raise ContextError("context failure", {text: "as a key", "value": text})
+        raise ContextError(
+            "context failure",
+            {text: "as a key", "value": text, "Authorization": "qauthheadervalue"},
+        )
 
     @commands.command()
     async def frames(self, ctx: commands.Context[Any], *, text: str) -> None:
@@ -106,6 +110,14 @@ class Adversary(commands.Cog):
         _log.info(f"formatted into the template: {text}")  # what careless bots do
         loguru_logger.warning("loguru saw {}", text)
         raise RuntimeError(FIXED_MESSAGE)
+
+    @commands.command()
+    async def whois(self, ctx: commands.Context[Any], member: discord.Member) -> None:
+        await ctx.send(str(member.id))
+
+    @commands.command()
+    async def divide(self, ctx: commands.Context[Any], *, text: str) -> None:
+        await ctx.send(str(len(text) / (len(text) - len(text))))  # CPython's own message
 
     @commands.command()
     async def fixed(self, ctx: commands.Context[Any], *, text: str = "") -> None:
@@ -123,11 +135,63 @@ class Adversary(commands.Cog):
                 await response.read()
         await ctx.send("hooked")
 
+    @commands.command()
+    async def spans(self, ctx: commands.Context[Any], *, text: str) -> None:
+        sql = f"SELECT * FROM notes WHERE body = '{text}'"  # noqa: S608 - a careless query
+        async with track_database_operation("select", "notes", query=sql):
+            pass
+        with sentry_sdk.start_span(op="cache.get", name=f"cache lookup {text}") as span:
+            span.set_data("key", text)
+        sentry_sdk.metrics.count(
+            "bot.lookups", 1, attributes={"who": "owner@example.org", "token": ctx.bot.http.token}
+        )
+        sentry_sdk.crons.capture_checkin(
+            monitor_slug=f"lookup-{ctx.bot.http.token}", status="ok", duration=1.0
+        )
+        await ctx.send("looked up")
+
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.content.startswith("listen "):
             content = message.content  # noqa: F841 - a frame local of the listener
             raise RuntimeError(f"listener choked on {message.content}")
+
+
+async def _echo_choices(
+    interaction: discord.Interaction[Any], current: str
+) -> list[app_commands.Choice[str]]:
+    raise LookupError(f"no choices for {current}")
+
+
+@app_commands.command(name="say")
+@app_commands.autocomplete(text=_echo_choices)
+async def say(interaction: discord.Interaction[Any], text: str, times: int = 1) -> None:
+    reply_with = interaction.token  # noqa: F841 - a frame local holding the token
+    raise ValueError(f"cannot say {text} {times} times")
+
+
+@app_commands.context_menu(name="Quote")
+async def quote(interaction: discord.Interaction[Any], message: discord.Message) -> None:
+    raise RuntimeError(f"cannot quote: {message.content}")
+
+
+class EchoView(discord.ui.View):
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    @discord.ui.select(custom_id="adversary:pick", options=[discord.SelectOption(label="a")])
+    async def pick(self, interaction: discord.Interaction[Any], select: Any) -> None:
+        raise RuntimeError(f"picked {select.values}")
+
+
+class EchoModal(discord.ui.Modal, title="Echo"):
+    text: discord.ui.TextInput[Any] = discord.ui.TextInput(label="Text", custom_id="text")
+
+    def __init__(self) -> None:
+        super().__init__(custom_id="adversary:modal", timeout=None)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        raise ValueError(f"cannot store {self.text.value}")
 
 
 async def _bot(make_bot: Any, **config: Any) -> Any:
@@ -140,11 +204,27 @@ def _sent(endpoint: Any) -> str:
     return endpoint.raw_bytes().decode("utf-8", errors="replace")
 
 
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
 def _assert_nothing_secret(endpoint: Any, *secrets: str) -> None:
+    """No byte of a secret in what was sent, nor in any decoded string (JSON escapes a
+    backslash or a quote, so a raw-byte search alone would miss those), nor as repr."""
     sent = _sent(endpoint)
     assert BOT_TOKEN not in sent
+    decoded = [s for envelope in endpoint.envelopes for _, p in envelope.items
+               for s in _strings(p)]
     for secret in secrets:
         assert secret not in sent, secret
+        for form in {secret, repr(secret)[1:-1]}:
+            assert not any(form in text for text in decoded), form
     for item in [*endpoint.events(), *endpoint.transactions()]:
         assert_sentry_accepts(item)
 
@@ -193,6 +273,43 @@ async def test_quoted_arguments_never_leave(make_bot, sentry_flush, first, secon
     assert len(endpoint.events()) == 1
     _assert_nothing_secret(endpoint, first, second)
     await harness.bot.unload_extension("tux_sentry_cog")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["qback\\slash", "qit's'quoted", 'q"double"quoted', "qtab\tand\u00e9"],
+    ids=["backslash", "quote", "double-quote", "escape"],
+)
+async def test_values_with_escapes_never_leave(make_bot, sentry_flush, secret) -> None:
+    """Frame variables and CPython's messages are reprs: the value comes out escaped."""
+    harness = await _bot(make_bot)
+    for command in ("frames", "chained"):
+        harness.endpoint.clear()
+        await harness.message(f"!{command} {secret}")
+        endpoint = sentry_flush()
+        assert len(endpoint.events()) == 1
+        _assert_nothing_secret(endpoint, secret)
+
+
+async def test_a_quoted_value_of_short_words_never_leaves(make_bot, sentry_flush) -> None:
+    """Words under three characters are no needles alone; the quoted value is, whole."""
+    harness = await _bot(make_bot)
+    harness.endpoint.clear()
+    await harness.message('!pair "ab cd" "ef gh"')
+    endpoint = sentry_flush()
+    (event,) = endpoint.events()
+    assert event["exception"]["values"][-1]["value"] == "no pair [Filtered] with [Filtered]"
+    _assert_nothing_secret(endpoint, "ab cd", "ef gh")
+
+    # A converter that fails echoes the argument as discord.py parsed it; it never
+    # reaches the command's arguments, so only the parser's reading of the text has it.
+    harness = await _bot(make_bot, capture_user_errors=True)
+    harness.endpoint.clear()
+    await harness.message('!whois "ab cd"')
+    endpoint = sentry_flush()
+    (event,) = endpoint.events()
+    assert event["exception"]["values"][-1]["type"] == "MemberNotFound"
+    _assert_nothing_secret(endpoint, "ab cd")
 
 
 def _shape(event: dict[str, Any]) -> dict[str, Any]:
@@ -269,6 +386,20 @@ async def test_a_c_raised_message_keeps_its_words_and_loses_only_quoted_values(
     assert fingerprints[0] == fingerprints[1]
 
 
+async def test_a_c_raised_message_is_not_split_by_its_own_words(make_bot, sentry_flush) -> None:
+    """``x / 0``: a user typing "division by zero" changes neither the message nor the
+    group of CPython's ``division by zero``."""
+    harness = await _bot(make_bot)
+    seen = []
+    for text in ("zzz", "division by zero", "by"):
+        harness.endpoint.clear()
+        await harness.message(f"!divide {text}")
+        (event,) = sentry_flush().events()
+        seen.append((event["fingerprint"], event["exception"]["values"][-1]["value"]))
+    assert seen[0] == seen[1] == seen[2]
+    assert seen[0][1] == "division by zero"
+
+
 async def test_dict_keys_and_custom_context_keys_are_scrubbed(make_bot, sentry_flush) -> None:
     harness = await _bot(make_bot)
     harness.endpoint.clear()
@@ -276,7 +407,9 @@ async def test_dict_keys_and_custom_context_keys_are_scrubbed(make_bot, sentry_f
     (event,) = sentry_flush().events()
     custom = event["contexts"]["error"]["custom_context"]
     assert all("qkeysecretone" not in key and "@" not in key for key in custom)
-    _assert_nothing_secret(harness.endpoint, "qkeysecretone", "someone@example.org")
+    _assert_nothing_secret(
+        harness.endpoint, "qkeysecretone", "someone@example.org", "qauthheadervalue"
+    )
 
     harness.endpoint.clear()
     await harness.message("!frames qkeysecrettwo mail@example.org")
@@ -298,18 +431,19 @@ async def test_listener_errors_lose_the_message_content(make_bot, sentry_flush) 
     _assert_nothing_secret(harness.endpoint, "qlistenersecret")
 
 
+@pytest.mark.parametrize("capture_user_errors", [False, True], ids=["default", "user-errors"])
 async def test_unknown_command_word_never_leaves_even_as_a_related_group(
-    make_bot, sentry_flush
+    make_bot, sentry_flush, capture_user_errors
 ) -> None:
     """The mistyped word's group is listed in later events' related errors."""
-    harness = await _bot(make_bot, capture_user_errors=True)
+    harness = await _bot(make_bot, capture_user_errors=capture_user_errors)
     harness.endpoint.clear()
     await harness.message("!qtypedwordsecret")
     await harness.message("!fixed")
     await harness.message("!qtypedwordsecret again")
     await harness.message("!fixed")
     endpoint = sentry_flush()
-    assert len(endpoint.events()) >= 3
+    assert len(endpoint.events()) >= (4 if capture_user_errors else 2)
     _assert_nothing_secret(endpoint, "qtypedwordsecret")
 
 
@@ -394,3 +528,105 @@ async def test_logs_events_breadcrumbs_and_sentry_logs_are_scrubbed(
     assert seen_by_owner
     for event in endpoint.events():
         assert_sentry_accepts(event)
+
+
+async def test_interaction_values_never_leave(make_bot, sentry_flush) -> None:
+    """Slash options, the focused autocomplete value, a message context menu's target,
+    a modal's input and a select's values: each echoed by the bot into its error."""
+    harness = await _bot(make_bot)
+    harness.bot.tree.add_command(say)
+    harness.bot.tree.add_command(quote)
+    harness.bot.add_view(EchoView())
+    harness.bot._connection.store_view(EchoModal())
+    harness.endpoint.clear()
+    member = harness.member
+    await harness.slash("say", {"text": "qslashsecret and more", "times": 31337})
+    await harness.interactions.autocomplete("say", {"text": "qautocompletesecret"}, "text",
+                                            member=member)
+    await harness.interactions.message_context_menu("Quote", "qtargetsecret said this",
+                                                    member=member)
+    await harness.interactions.component("adversary:pick", member=member, component_type=3,
+                                         values=["qselectsecret"])
+    await harness.interactions.modal_submit("adversary:modal", {"text": "qmodalsecret text"},
+                                            member=member)
+    endpoint = sentry_flush()
+    types = sorted(e["tags"]["command.type"] for e in endpoint.events())
+    assert types == ["autocomplete", "component", "context_menu", "modal", "slash"]
+    _assert_nothing_secret(endpoint, "qslashsecret", "31337", "qautocompletesecret",
+                           "qtargetsecret", "qselectsecret", "qmodalsecret")
+    # The interaction token is a known secret of its run, whatever field it lands in.
+    assert "interaction-token-" not in _sent(endpoint)
+
+
+async def test_the_cogs_own_words_survive_a_user_typing_them(make_bot, sentry_flush) -> None:
+    """The words of the cog's own breadcrumbs, tags and transaction, typed as arguments."""
+    harness = await _bot(make_bot)
+    harness.endpoint.clear()
+    await harness.message("!frames Started command frames Finished internal_error prefix")
+    endpoint = sentry_flush()
+    (event,) = endpoint.events()
+    (transaction,) = endpoint.transactions()
+    crumbs = [c["message"] for c in event["breadcrumbs"]["values"] if c["category"] == "command"]
+    assert crumbs == ["Started command: frames", "Finished command: frames"]
+    assert event["tags"]["command.name"] == "frames"
+    assert event["tags"]["command.type"] == "prefix"
+    assert event["tags"]["error.severity"] == "error"
+    assert transaction["transaction"] == "frames"
+    assert transaction["contexts"]["trace"]["status"] == "internal_error"
+    assert "[Filtered]" not in str(event["fingerprint"])
+
+
+async def test_spans_metrics_and_check_ins_are_scrubbed(make_bot, sentry_flush) -> None:
+    """The bot's own span names and data, a query holding the argument, its own metric
+    attributes and a check-in: none carries the argument, an address or the token, and the
+    cog's own span keeps its name."""
+    harness = await _bot(make_bot)
+    harness.endpoint.clear()
+    await harness.message("!spans qspansecret select notes")
+    endpoint = sentry_flush()
+    (transaction,) = endpoint.transactions()
+    by_op = {span["op"]: span for span in transaction["spans"]}
+    assert by_op["db.query"]["description"] == "select notes"  # the cog's own: intact
+    # The query is free text: the user's words go, even where the code has them too.
+    query = by_op["db.query"]["data"]["db.query"]
+    assert query.startswith("SELECT * FROM ")
+    assert query.endswith(" WHERE body = '[Filtered]'")
+    assert by_op["cache.get"]["description"] == "cache lookup [Filtered]"
+    assert endpoint.items("trace_metric"), "the bot's metric was not sent"
+    assert endpoint.items("check_in"), "the bot's check-in was not sent"
+    _assert_nothing_secret(endpoint, "qspansecret", "owner@example.org")
+
+
+async def test_the_owners_hooks_see_scrubbed_data(sentry_endpoint, make_bot, sentry_flush) -> None:
+    seen: list[str] = []
+
+    def keep(event: Any, hint: Any) -> Any:
+        seen.append(str(event))
+        return event
+
+    sentry_sdk.init(
+        dsn=sentry_endpoint.dsn,
+        traces_sample_rate=1.0,
+        before_send=keep,
+        before_send_transaction=keep,
+    )
+    harness = await make_bot(SentryCogConfig())
+    await harness.bot.add_cog(Adversary())
+    await harness.message("!echo qownerhooksecret")
+    sentry_flush()
+    assert len(seen) == 2  # the error and the transaction
+    assert not any("qownerhooksecret" in text or BOT_TOKEN in text for text in seen)
+    assert any("cannot echo [Filtered]" in text for text in seen)
+
+
+async def test_sentry_test_keeps_its_message(make_bot, sentry_flush) -> None:
+    """``!sentry test``: the subcommand's word is no user value to blank."""
+    harness = await _bot(make_bot)
+    harness.bot.owner_id = harness.member.id
+    harness.endpoint.clear()
+    await harness.message("!sentry test")
+    messages = [
+        (e.get("logentry") or {}).get("message") or e.get("message")
+        for e in sentry_flush().events()
+    ]
+    assert messages == ["tux_sentry_cog test event"]

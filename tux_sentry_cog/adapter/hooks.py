@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     import discord
 
-    from tux_sentry_cog.core.reporter import ErrorReporter
+    from tux_sentry_cog.core.reporter import ErrorReport, ErrorReporter
 
 __all__ = [
     "CONTROL_FLOW_EXCEPTIONS",
@@ -339,16 +339,9 @@ class BotInstrumentation:
                 values_of=None if self._send_pii else values,
                 sensitive=() if parent is None or self._send_pii else parent.sensitive_values(),
                 secrets=() if parent is None else parent.secrets,
+                ended=True,
             )
-            token = current_run.set(carrier)
-            try:
-                if self._connection.active:
-                    with _background_scope(parent):
-                        self._reporter.report(report)
-                else:
-                    self._reporter.report(report)
-            finally:
-                current_run.reset(token)
+            self._report_carried(report, carrier)
         except Exception:
             _log.exception("tux_sentry_cog could not report a %s error", command_type)
 
@@ -377,10 +370,19 @@ class BotInstrumentation:
             secrets=run_secrets(source),
             ended=True,
         )
+        self._report_carried(report, carrier)
+
+    def _report_carried(self, report: ErrorReport, carrier: CommandRun) -> None:
+        """Report ``report`` now, in a scope of its own, with ``carrier`` as current run.
+
+        The carrier is what the scrubber reads the values and secrets from; the report
+        keeps its own run (a parent command's, or none) for correlation, and its scope
+        is forked from outside that run (:func:`_background_scope`).
+        """
         token = current_run.set(carrier)
         try:
             if self._connection.active:
-                with sentry_sdk.isolation_scope():
+                with _background_scope(report.run):
                     self._reporter.report(report)
             else:
                 self._reporter.report(report)

@@ -55,6 +55,8 @@ class CommandRun:
             arguments are only parsed once the command runs.
         secrets: Secrets of this run (an interaction's token), removed everywhere.
         ended: True once the run finished (its values are final then).
+        needles: The scrubber's ready-made form of the final values (longest first,
+            repr forms included), kept once the run ended.
         reported: ids of the exceptions already reported, so each goes out once.
         transaction: The run's Sentry transaction, when one was started.
         db_queries: Database operations tracked during the run.
@@ -77,6 +79,7 @@ class CommandRun:
     values_of: Callable[[], tuple[str, ...]] | None = None
     secrets: tuple[str, ...] = ()
     ended: bool = False
+    needles: tuple[str, ...] | None = None
     _values: tuple[str, ...] | None = None
     reported: set[int] = field(default_factory=set)
     transaction: Any = None

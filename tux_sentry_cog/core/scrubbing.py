@@ -342,27 +342,38 @@ class Scrubber:
             secret shapes never do.
     """
 
-    __slots__ = ("_secrets", "_send_pii")
+    __slots__ = ("_prepared", "_secrets", "_send_pii")
 
     def __init__(self, secrets: Callable[[], Iterable[str]], send_pii: bool = False) -> None:
         """Keep the secret source and the PII setting."""
         self._secrets = secrets
         self._send_pii = send_pii
+        # The secrets as last read, and sorted: they change once a process, if ever.
+        self._prepared: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     def _rules(self) -> _Rules:
-        secrets = [s for s in self._secrets() if s]
+        read = tuple(s for s in self._secrets() if s)
         values: tuple[str, ...] = ()
         run = current_run.get()
-        if run is not None:
-            secrets.extend(s for s in run.secrets if s)
-            if not self._send_pii:
+        if run is not None and run.secrets:
+            read += tuple(s for s in run.secrets if s)
+        if read != self._prepared[0]:
+            self._prepared = (read, _longest_first(read))
+        secrets = self._prepared[1]
+        if run is not None and not self._send_pii:
+            cached = run.needles
+            if cached is not None:
+                values = cached
+            else:
                 values = _longest_first(
                     form
                     for v in run.sensitive_values()
                     if len(v) >= MIN_SENSITIVE_CHARS
                     for form in _forms(v)
                 )
-        return _Rules(_longest_first(secrets), values, self._send_pii)
+                if run.ended:  # final: every later event of the run reuses them
+                    run.needles = values
+        return _Rules(secrets, values, self._send_pii)
 
     # free-standing text ----------------------------------------------------------------
 

@@ -262,16 +262,64 @@ class InteractionDriver:
         }
         return await self._send(2, data, member=member, channel=None, timeout=timeout)
 
+    async def message_context_menu(
+        self,
+        name: str,
+        content: str,
+        *,
+        member: discord.Member,
+        author: discord.Member | discord.User | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109 - see slash()
+    ) -> InteractionResult:
+        """Run the message context menu ``name`` on a message saying ``content``.
+
+        The target message is written by ``author`` (``member`` by default) in the
+        member's guild's first text channel.
+        """
+        message_id = _snowflake()
+        channel = member.guild.text_channels[0]
+        user = self._member_payload(author or member)
+        message = {
+            "id": message_id,
+            "channel_id": str(channel.id),
+            "author": user.get("user", user),
+            "content": content,
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+        }
+        data = {
+            "id": _snowflake(),
+            "name": name,
+            "type": 3,
+            "target_id": message_id,
+            "resolved": {"messages": {message_id: message}},
+        }
+        return await self._send(2, data, member=member, channel=None, timeout=timeout)
+
     async def component(
         self,
         custom_id: str,
         *,
         member: discord.Member | discord.User,
         component_type: int = 2,
+        values: list[str] | None = None,
         timeout: float = 10.0,  # noqa: ASYNC109 - see slash()
     ) -> InteractionResult:
-        """Press the component ``custom_id`` of a persistent view (``bot.add_view``)."""
-        data = {"custom_id": custom_id, "component_type": component_type}
+        """Press the component ``custom_id`` of a persistent view (``bot.add_view``).
+
+        ``values`` are the options chosen in a select menu (``component_type=3``).
+        """
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
+        if values is not None:
+            data["values"] = values
         return await self._send(3, data, member=member, channel=None, timeout=timeout)
 
     async def modal_submit(
