@@ -573,7 +573,7 @@ def _scrub_stacktrace(rules: _Rules, stacktrace: Any) -> None:
         if not isinstance(frame, dict):
             continue
         for key, value in frame.items():
-            if not isinstance(value, _WALKED):
+            if key in _NESTED_SKIP or not isinstance(value, _WALKED):
                 continue
             if key in _FRAME_STRUCT:
                 frame[key] = rules.walk(value, _STRUCT)
@@ -620,6 +620,8 @@ def _scrub_contexts(rules: _Rules, contexts: Any, error: BaseException | None) -
             continue
         if name == "error":
             for key, value in context.items():
+                if key in _NESTED_SKIP:
+                    continue  # as the fast check skips it
                 if key == "message" and isinstance(value, str):
                     # As the exception's value: the program's own words stay.
                     context[key] = _scrub_error_text(rules, value, error)
@@ -637,7 +639,7 @@ def _scrub_tags(rules: _Rules, tags: Any) -> None:
     if not isinstance(tags, dict):
         return
     for key, value in list(tags.items()):
-        if isinstance(value, str):
+        if key not in _NESTED_SKIP and isinstance(value, str):
             tags[key] = rules.text(value, _STRUCT if key in COG_TAG_KEYS else _FREE)
 
 
@@ -662,7 +664,7 @@ def _scrub_span(rules: _Rules, span: dict[str, Any]) -> None:
             span[key] = rules.walk(value, _STRUCT)
         elif key == "data" and isinstance(value, dict):
             for data_key, item in value.items():
-                if isinstance(item, _WALKED):
+                if data_key not in _NESTED_SKIP and isinstance(item, _WALKED):
                     mode = _STRUCT if data_key in _SPAN_STRUCT_DATA else _FREE
                     value[data_key] = rules.walk(item, mode)
         elif key == "tags":
@@ -676,7 +678,7 @@ def _scrub_logentry(rules: _Rules, logentry: Any, own: bool) -> None:
         return
     params = logentry.get("params")
     for key, value in logentry.items():
-        if not isinstance(value, _WALKED):
+        if key in _NESTED_SKIP or not isinstance(value, _WALKED):
             continue
         if own:
             mode = _STRUCT
