@@ -23,6 +23,7 @@ from sentry_sdk.integrations.logging import ignore_logger
 from tux_sentry_cog.adapter.context import SentryContextCollector
 from tux_sentry_cog.adapter.errors import make_classifier
 from tux_sentry_cog.adapter.hooks import BotInstrumentation
+from tux_sentry_cog.adapter.loop_runs import LoopRuns
 from tux_sentry_cog.adapter.patches import HOOKS_ATTRIBUTE
 from tux_sentry_cog.adapter.telemetry import Telemetry
 from tux_sentry_cog.config import SentryCogConfig, resolve_config
@@ -93,6 +94,16 @@ class SentryCog(StatusCommands, name="Sentry"):
             send_pii=self.config.send_pii,
             on_run_end=self.telemetry.command_finished,
         )
+        self.loops = LoopRuns(
+            connection=self.connection,
+            reporter=self.reporter,
+            collector=self.collector,
+            transactions=self.instrumentation.transactions,
+            metrics=self.telemetry.buffer,
+            monitor=self.config.monitor_loops,
+            prefix=self.config.metric_prefix,
+        )
+        self.instrumentation.loops = self.loops
 
     def _secrets(self) -> list[str]:
         # Read per event, never stored or logged: the token may be set after load.

@@ -117,6 +117,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], None] | None
     "capture_user_errors": ("TUX_SENTRY_CAPTURE_USER_ERRORS", _parse_bool, None),
     "send_pii": ("TUX_SENTRY_SEND_PII", _parse_bool, None),
     "track_activity": ("TUX_SENTRY_TRACK_ACTIVITY", _parse_bool, None),
+    "monitor_loops": ("TUX_SENTRY_MONITOR_LOOPS", _parse_bool, None),
     "status_guild_ids": ("TUX_SENTRY_STATUS_GUILD_IDS", _parse_guild_ids, _validate_guild_ids),
 }
 
@@ -150,6 +151,8 @@ class SentryCogConfig:
         send_pii: Send usernames, display names and parameter values.
         track_activity: Count messages and reactions as ``user_activity`` (opt-in: it
             adds a listener on every message).
+        monitor_loops: Send Sentry Crons check-ins for the ``tasks`` loops of loaded
+            cogs that run at most once a minute (docs/task-loops.md).
         status_guild_ids: Register ``/sentry`` only in these guilds; ``None`` is global.
     """
 
@@ -165,6 +168,7 @@ class SentryCogConfig:
     capture_user_errors: bool = False
     send_pii: bool = False
     track_activity: bool = False
+    monitor_loops: bool = False
     status_guild_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -172,9 +176,7 @@ class SentryCogConfig:
         for field, (_, _, validate) in _FIELDS.items():
             value = getattr(self, field)
             expected = _EXPECTED_TYPES[field]
-            if not isinstance(value, expected) or isinstance(value, bool) is not (
-                bool in expected
-            ):
+            if not isinstance(value, expected) or isinstance(value, bool) is not (bool in expected):
                 msg = f"SentryCogConfig.{field}={_shown(field, value)}: wrong type"
                 raise ConfigError(msg)
             if validate is not None:
@@ -239,6 +241,7 @@ _EXPECTED_TYPES: dict[str, tuple[type, ...]] = {
     "capture_user_errors": (bool,),
     "send_pii": (bool,),
     "track_activity": (bool,),
+    "monitor_loops": (bool,),
     "status_guild_ids": (tuple, type(None)),
 }
 

@@ -245,9 +245,7 @@ def _report(endpoint: SentryEndpoint, cog: Any, embed: discord.Embed | None) -> 
         )
         _say(f"    fingerprint={event.get('fingerprint')}")
     stats = cog.reporter.stats
-    _say(
-        f"User-caused errors kept as breadcrumbs and metrics, not sent: {stats.user_errors}"
-    )
+    _say(f"User-caused errors kept as breadcrumbs and metrics, not sent: {stats.user_errors}")
     _say(f"\nMessages the cog raised: {len(messages)}")
     for event in messages:
         _say(f"  - [{event.get('level')}] {event.get('message')}  {event.get('fingerprint')}")

@@ -4,7 +4,9 @@ discord.py is patched once per process (:mod:`tux_sentry_cog.adapter.patches`); 
 wrapper finds the :class:`BotInstrumentation` of the cog loaded into its bot and calls
 :meth:`~BotInstrumentation.run`, :meth:`~BotInstrumentation.record`,
 :meth:`~BotInstrumentation.report_listener_error` or
-:meth:`~BotInstrumentation.report_background`. Those four are a stable interface: the
+:meth:`~BotInstrumentation.report_background` (and, for ``tasks`` loops,
+:meth:`~BotInstrumentation.run_iteration` and
+:meth:`~BotInstrumentation.report_task_error`). Those are a stable interface: the
 wrappers of an earlier import of the package call them on the cog of a later one.
 
 Errors are only *recorded* on the run while it runs; the run reports them when it ends,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
     import discord
 
+    from tux_sentry_cog.adapter.loop_runs import LoopRuns
     from tux_sentry_cog.core.reporter import ErrorReport, ErrorReporter
 
 __all__ = [
@@ -231,6 +234,8 @@ class BotInstrumentation:
         self._send_pii = send_pii
         self._on_run_end = on_run_end
         self.transactions = EnhancedTransactionManager()
+        #: The loops' runs, set by the cog (``None``: loop iterations pass through).
+        self.loops: LoopRuns | None = None
         self._in_flight: set[int] = set()
         self._drained: asyncio.Event | None = None
         self._drain_target = 0
@@ -277,6 +282,31 @@ class BotInstrumentation:
     ) -> Any:
         """Run ``call`` (a command, interaction or callback) as a run of ``source``."""
         return await self._run(source, call, name)
+
+    async def run_iteration(self, loop: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one iteration of a ``tasks`` loop (see :mod:`tux_sentry_cog.adapter.loop_runs`)."""
+        loops = self.loops
+        if loops is None:
+            return await call()
+        return await loops.run(loop, call)
+
+    def report_task_error(
+        self,
+        loop: Any,
+        error: BaseException,
+        retried: bool,
+        name: str | None = None,
+    ) -> None:
+        """Report a loop failure no iteration saw (``loop`` ``None``: known by ``name``)."""
+        try:
+            loops = self.loops
+            if loops is None or isinstance(error, CONTROL_FLOW_EXCEPTIONS):
+                return
+            if was_reported(error):
+                return
+            loops.report(loop, error, retried, name)
+        except Exception:
+            _log.exception("tux_sentry_cog could not report a task loop error")
 
     def report_listener_error(
         self, error: BaseException, event_name: str, listener: Any, args: tuple[Any, ...]
@@ -531,9 +561,7 @@ class BotInstrumentation:
             _log.exception("tux_sentry_cog could not settle a command run")
         return status
 
-    def _close_transaction(
-        self, run: CommandRun, status: str, error: BaseException | None
-    ) -> None:
+    def _close_transaction(self, run: CommandRun, status: str, error: BaseException | None) -> None:
         try:
             transaction = run.transaction
             if transaction is None:

@@ -27,7 +27,8 @@ covered, and a bot's own wrapper on the instance wraps ours):
 - ``_scheduled_task`` of the view class that defines it (``View`` on 2.4/2.5,
   ``BaseView`` on 2.6+) and of ``Modal``: component and modal callbacks; the view's
   ``on_error`` is wrapped on the instance.
-- ``tasks.Loop._loop``: loops that end in an error; the loop's own handler runs first.
+- ``tasks.Loop``: every iteration and failure of a loop, whenever it started
+  (:mod:`tux_sentry_cog.adapter.loop_patches`).
 - ``InteractionResponse._response_type``: the slot every response sets, to time the
   first response of a run.
 - A filter on ``discord.app_commands.tree``'s logger: autocomplete errors are only logged.
@@ -40,17 +41,17 @@ the discord.py version and the capability lost, and the rest is patched as usual
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
-from discord.ext import commands, tasks
+from discord.ext import commands
 from discord.ext.commands.bot import BotBase
 
 from tux_sentry_cog.adapter.errors import unwrap_error
+from tux_sentry_cog.adapter.loop_patches import patch_loops
 from tux_sentry_cog.core.client import mark_reported
 from tux_sentry_cog.core.runs import current_run
 from tux_sentry_cog.shared import SHARED
@@ -232,25 +233,6 @@ def _wrap_scheduled_task(original: Any) -> Any:
     return _scheduled_task
 
 
-def _wrap_loop(original: Any) -> Any:
-    """A loop that ends in an error reports it, after the loop's own error handler ran."""
-
-    async def _loop(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await original(self, *args, **kwargs)
-        except Exception as exc:
-            hooks = SHARED.serving[0] if SHARED.serving else None
-            if hooks is not None:
-                coro = getattr(self, "coro", None)
-                name = getattr(coro, "__qualname__", None) or repr(coro)
-                owner = getattr(self, "_injected", None)
-                cog = type(owner).__name__ if owner is not None else None
-                hooks.report_background(exc, "task", name, cog=cog)
-            raise
-
-    return _loop
-
-
 def _response_slot(slot: Any) -> property:
     """Time the first response of a run.
 
@@ -309,9 +291,7 @@ def _defining_class(cls: type, name: str) -> type | None:
     return next((k for k in cls.__mro__ if name in k.__dict__), None)
 
 
-def _patch(
-    owner: type | None, name: str, factory: Callable[[Any], Any], capability: str
-) -> None:
+def _patch(owner: type | None, name: str, factory: Callable[[Any], Any], capability: str) -> None:
     """Wrap ``owner.name`` with ``factory(original)`` once per process, after a probe."""
     key = f"{getattr(owner, '__qualname__', owner)}.{name}"
     if key in SHARED.patched:
@@ -379,12 +359,7 @@ def patch_discord() -> None:
         _wrap_scheduled_task,
         "modal submissions are not traced",
     )
-    loop = tasks.Loop.__dict__.get("_loop")
-    if loop is None or inspect.iscoroutinefunction(loop):
-        _patch(tasks.Loop, "_loop", _wrap_loop, "task loop errors are not reported")
-    else:
-        SHARED.patched.add("Loop._loop")
-        _lost("Loop._loop coroutine", "task loop errors are not reported")
+    patch_loops(_patch, _lost)
     _patch_response_slot()
     if "autocomplete filter" not in SHARED.patched:
         SHARED.patched.add("autocomplete filter")

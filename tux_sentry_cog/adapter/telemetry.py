@@ -28,6 +28,7 @@ import sentry_sdk
 from discord.ext import tasks
 
 from tux_sentry_cog.adapter.hooks import add_finished_breadcrumb
+from tux_sentry_cog.adapter.loop_patches import OWN_LOOP_MARK
 from tux_sentry_cog.core.limits import clamp_tags
 from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter, emit, hand_off
 from tux_sentry_cog.core.payload import OwnCrumbData
@@ -94,6 +95,8 @@ class Telemetry:
         self.emitted = 0
         self._flush_loop = tasks.loop(seconds=config.flush_interval)(self._flush)
         self._resource_loop = tasks.loop(seconds=config.resource_interval)(self._sample)
+        for loop in (self._flush_loop, self._resource_loop):
+            setattr(loop, OWN_LOOP_MARK, True)  # neither runs nor monitors
 
     # lifecycle ---------------------------------------------------------------------------
 

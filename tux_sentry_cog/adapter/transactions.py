@@ -34,6 +34,7 @@ OPS: dict[str, str] = {
     "context_menu": "discord.app_command",
     "component": "discord.interaction",
     "modal": "discord.interaction",
+    "task": "discord.task",
 }
 
 
@@ -75,9 +76,7 @@ def _start(op: str, name: str) -> Any:
         sentry_sdk.get_isolation_scope().set_new_propagation_context()
         return None
     if decision is None:
-        return sentry_sdk.start_transaction(
-            op=op, name=name, source=TransactionSource.COMPONENT
-        )
+        return sentry_sdk.start_transaction(op=op, name=name, source=TransactionSource.COMPONENT)
     sampled: Any = sentry_sdk.start_transaction(
         op=op, name=name, source=TransactionSource.COMPONENT, sampled=True
     )
