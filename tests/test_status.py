@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tux_sentry_cog import SentryCogConfig
-from tux_sentry_cog.core.status import AnomalySummary, SlowCommand, StatusSnapshot
+from tux_sentry_cog.core.status import AnomalySummary, SlowCommand, StatusSnapshot, TaskSummary
 from tux_sentry_cog.status import (
     EMBED_FIELD_NAMES,
     LOCAL_MODE_TEXT,
@@ -40,6 +40,7 @@ SPEC_FIELDS = (
     "Performance",
     "Resources",
     "Gateway",
+    "Tasks",
 )
 DSN_KEY = "0123456789abcdef0123456789abcdef"
 
@@ -223,9 +224,11 @@ def test_extreme_data_stays_within_every_limit():
         gateway_events=tuple("disconnect " + "x" * 500 for _ in range(1000)),
         transport_problem="p" * 5000,
         instrumentation_faults=10**9,
+        tasks=tuple(TaskSummary("*_`" * 200 + str(i), 1e12, "x" * 500, 10**9) for i in range(300)),
     )
     embed = build_status_embed(snapshot)
     assert_within_limits(embed)
+    assert "more loops" in fields(embed)["Tasks"]
     assert tuple(f.name for f in embed.fields) == SPEC_FIELDS
     values = fields(embed)
     groups = values["Top error groups"]

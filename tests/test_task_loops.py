@@ -25,6 +25,7 @@ from discord.ext import commands, tasks
 
 from tux_sentry_cog import track_database_operation
 from tux_sentry_cog.core.monitors import interval_monitor_config, monitor_slug
+from tux_sentry_cog.status import build_status_embed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -388,3 +389,17 @@ def test_slugs_are_cut_and_cleaned():
     slug = monitor_slug("tux", "My Cog!", "a" * 80)
     assert slug.startswith("tux-my-cog--aaa")
     assert len(slug) == 50
+
+
+async def test_status_shows_each_loop(make_bot, sentry_flush):
+    harness = await make_bot()
+    chores = Chores()
+    await harness.bot.add_cog(chores)
+    await _run(chores.broken)
+    await _run(chores.with_queries)
+    embed = build_status_embed(harness.bot.get_cog("Sentry").status_snapshot())
+    tasks_field = {f.name: f.value for f in embed.fields}["Tasks"]
+    lines = tasks_field.splitlines()
+    assert lines[0].startswith("Chores.with\\_queries: 0s ago, ok, 0 failed in 1h")
+    assert lines[1].startswith("Chores.broken: 0s ago, internal_error, 1 failed in 1h")
+    assert "Telemetry" not in tasks_field  # the cog's own loops are not listed

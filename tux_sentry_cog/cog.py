@@ -240,6 +240,7 @@ class SentryCog(StatusCommands, name="Sentry"):
             gateway_events=tuple(self.telemetry.gateway_events),
             transport_problem=self.connection.transport_problem(),
             instrumentation_faults=stats.failures + self.telemetry.flush_failures,
+            tasks=self.loops.summaries(),
         )
 
 

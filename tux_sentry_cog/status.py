@@ -64,6 +64,7 @@ EMBED_FIELD_NAMES: Final = (
     "Performance",
     "Resources",
     "Gateway",
+    "Tasks",
 )
 
 #: Shown wherever the mode is, so nobody mistakes local counters for what Sentry has.
@@ -101,6 +102,7 @@ _FIELD_BUDGET: Final = {
     "Performance": MAX_FIELD_VALUE,
     "Resources": 300,
     "Gateway": MAX_FIELD_VALUE,
+    "Tasks": 600,
 }
 
 _ELLIPSIS = "…"
@@ -361,6 +363,23 @@ def _gateway_field(snapshot: StatusSnapshot) -> str:
     return _clip(f"{latency}\n**Recent events:**\n{recent}", budget)
 
 
+_MAX_TASKS = 8
+
+
+def _tasks_field(snapshot: StatusSnapshot) -> str:
+    if not snapshot.tasks:
+        return "No loop has run yet."
+    lines = []
+    for task in snapshot.tasks[:_MAX_TASKS]:
+        ago = "never" if task.seconds_ago is None else f"{task.seconds_ago:.0f}s ago"
+        lines.append(
+            f"{_user_text(task.name, _MAX_NAME)}: {ago}, {task.last_status or _NA}, "
+            f"{task.failures_last_hour} failed in 1h"
+        )
+    more = len(snapshot.tasks) - min(len(snapshot.tasks), _MAX_TASKS)
+    return _fit_lines(lines, _FIELD_BUDGET["Tasks"], more, "more loops")
+
+
 def _enforce_total(embed: discord.Embed) -> None:
     """Trim the longest field values until the whole embed is within ``MAX_TOTAL``.
 
@@ -406,8 +425,9 @@ def build_status_embed(snapshot: StatusSnapshot) -> discord.Embed:
         _performance_field(snapshot),
         _resources_field(snapshot),
         _gateway_field(snapshot),
+        _tasks_field(snapshot),
     )
-    inline = (False, True, True, False, False, True, True)
+    inline = (False, True, True, False, False, True, True, False)
     for name, value, is_inline in zip(EMBED_FIELD_NAMES, values, inline, strict=True):
         embed.add_field(
             name=_clip(name, MAX_FIELD_NAME),

@@ -30,6 +30,7 @@ from tux_sentry_cog.adapter.loop_patches import OWN_LOOP_MARK, loop_identity, wi
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.monitors import monitor_config, monitor_slug
 from tux_sentry_cog.core.runs import CommandRun, current_run
+from tux_sentry_cog.core.status import TaskSummary
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -164,6 +165,20 @@ class LoopRuns:
                 gone, _ = self.stats.popitem(last=False)
                 self._last_sampled.pop(gone, None)
         return found
+
+    def summaries(self) -> tuple[TaskSummary, ...]:
+        """The loops seen, most recently run first, for ``/sentry status``."""
+        now = time.time()
+        ordered = sorted(self.stats.values(), key=lambda s: s.last_run or 0.0, reverse=True)
+        return tuple(
+            TaskSummary(
+                name=s.name,
+                seconds_ago=None if s.last_run is None else max(0.0, now - s.last_run),
+                last_status=s.last_status,
+                failures_last_hour=s.failures_within(),
+            )
+            for s in ordered
+        )
 
     def _note(self, name: str, status: str, *, failed: bool) -> None:
         stats = self._stats(name)

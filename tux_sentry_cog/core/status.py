@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["AnomalySummary", "SlowCommand", "StatusSnapshot"]
+__all__ = ["AnomalySummary", "SlowCommand", "StatusSnapshot", "TaskSummary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,23 @@ class AnomalySummary:
     observed_ms: float
     baseline_p50_ms: float
     seconds_ago: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """A ``tasks`` loop, for the Tasks field.
+
+    Attributes:
+        name: ``<Cog>.<method>`` or the coroutine's qualified name.
+        seconds_ago: Seconds since its last iteration ended, if it ran.
+        last_status: ``ok``, ``cancelled`` or a failure status.
+        failures_last_hour: Failures in the last hour.
+    """
+
+    name: str
+    seconds_ago: float | None
+    last_status: str | None
+    failures_last_hour: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +76,7 @@ class StatusSnapshot:
         gateway_events: Recent gateway disconnects, resumes and reconnects.
         transport_problem: What is wrong with sending to Sentry, if anything.
         instrumentation_faults: Faults inside the cog, logged and swallowed.
+        tasks: The ``tasks`` loops seen, most recently run first.
     """
 
     mode: str
@@ -84,3 +102,4 @@ class StatusSnapshot:
     gateway_events: tuple[str, ...] = ()
     transport_problem: str | None = None
     instrumentation_faults: int = 0
+    tasks: tuple[TaskSummary, ...] = ()
