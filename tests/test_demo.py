@@ -16,6 +16,10 @@ async def test_demo_report(tmp_path, capsys):
     assert totals["transactions"] >= 80
     assert totals["metrics"] > 0
     assert totals["status_embed"] is True
+    assert totals["task_events"] == 2  # the failed cleanup and the retried feed
+    # cleanup: in_progress, error; feed: in_progress, error (retried), in_progress, ok
+    assert totals["check_ins"] == 6
+    assert "tux-jobs-cleanup" in out
     assert "Error spike: ZeroDivisionError in divide" in out
     assert "Performance anomaly: lookup" in out
     assert "db.query select profiles" in out

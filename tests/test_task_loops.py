@@ -24,7 +24,11 @@ from conftest import assert_sentry_accepts
 from discord.ext import commands, tasks
 
 from tux_sentry_cog import track_database_operation
-from tux_sentry_cog.core.monitors import interval_monitor_config, monitor_slug
+from tux_sentry_cog.core.monitors import (
+    interval_monitor_config,
+    monitor_slug,
+    time_monitor_config,
+)
 from tux_sentry_cog.status import build_status_embed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,7 +291,7 @@ def _checkins(endpoint: Any, slug: str) -> list[dict[str, Any]]:
 async def _one_iteration(loop: Any) -> None:
     """Start a loop (its first iteration runs at once) and stop it after that one."""
     task = loop.start()
-    for _ in range(100):
+    for _ in range(300):
         if loop.current_loop >= 1 or task.done():
             break
         await asyncio.sleep(0.01)
@@ -370,19 +374,38 @@ async def test_no_check_ins_unless_turned_on(make_bot, sentry_flush):
 
 
 @pytest.mark.parametrize(
-    ("seconds", "schedule"),
+    ("seconds", "schedule", "margin", "max_runtime"),
     [
-        (60, {"type": "interval", "value": 1, "unit": "minute"}),
-        (90, {"type": "interval", "value": 2, "unit": "minute"}),
-        (3600, {"type": "interval", "value": 1, "unit": "hour"}),
-        (86400 * 2, {"type": "interval", "value": 2, "unit": "day"}),
+        (60, (1, "minute"), 1, 1),
+        (90, (2, "minute"), 1, 2),
+        (300, (5, "minute"), 1, 5),
+        (1800, (30, "minute"), 3, 30),
+        (3600, (1, "hour"), 6, 60),
+        (7200, (2, "hour"), 12, 120),
+        (86400, (1, "day"), 30, 1440),
     ],
-    ids=["minute", "90s", "hour", "two-days"],
+    ids=["1min", "90s", "5min", "30min", "1h", "2h", "1d"],
 )
-def test_interval_schedules(seconds, schedule):
+def test_interval_monitor_configs_are_the_documented_table(seconds, schedule, margin, max_runtime):
     config = interval_monitor_config(seconds)
-    assert config is not None
-    assert config["schedule"] == schedule
+    assert config == {
+        "schedule": {"type": "interval", "value": schedule[0], "unit": schedule[1]},
+        "checkin_margin": margin,
+        "max_runtime": max_runtime,
+    }
+
+
+def test_no_monitor_under_a_minute_or_for_times_that_are_no_crontab():
+    assert interval_monitor_config(30) is None
+    assert (
+        time_monitor_config([dt.time(9, 15, tzinfo=dt.UTC), dt.time(17, 45, tzinfo=dt.UTC)]) is None
+    )
+    assert time_monitor_config([dt.time(9, tzinfo=dt.UTC), dt.time(21, tzinfo=dt.UTC)]) == {
+        "schedule": {"type": "crontab", "value": "0 9,21 * * *"},
+        "timezone": "UTC",
+        "checkin_margin": 5,
+        "max_runtime": 60,
+    }
 
 
 def test_slugs_are_cut_and_cleaned():
@@ -403,3 +426,58 @@ async def test_status_shows_each_loop(make_bot, sentry_flush):
     assert lines[0].startswith("Chores.with\\_queries: 0s ago, ok, 0 failed in 1h")
     assert lines[1].startswith("Chores.broken: 0s ago, internal_error, 1 failed in 1h")
     assert "Telemetry" not in tasks_field  # the cog's own loops are not listed
+
+
+async def test_a_retried_failure_sends_error_for_that_iteration(make_bot, sentry_flush):
+    harness = await make_bot(monitor_loops=True)
+
+    class Feed(commands.Cog):
+        def __init__(self) -> None:
+            self.attempts = 0
+
+        @tasks.loop(minutes=2)
+        async def poll(self) -> None:
+            self.attempts += 1
+            if self.attempts == 1:
+                raise OSError("feed server reset the connection")
+
+    feed = Feed()
+    await harness.bot.add_cog(feed)
+    await _one_iteration(feed.poll)  # the retry comes within discord.py's first backoff
+    endpoint = sentry_flush()
+    checkins = _checkins(endpoint, "tux-feed-poll")
+    assert [c["status"] for c in checkins] == ["in_progress", "error", "in_progress", "ok"]
+    assert checkins[0]["check_in_id"] == checkins[1]["check_in_id"]
+    assert checkins[2]["check_in_id"] == checkins[3]["check_in_id"] != checkins[0]["check_in_id"]
+    [event] = _task_events(endpoint)
+    assert event["contexts"]["task"]["will_retry"] is True
+
+
+async def test_an_iteration_cancelled_on_purpose_is_no_failure(make_bot, sentry_flush):
+    harness = await make_bot(monitor_loops=True)
+    started = asyncio.Event()
+
+    class Slow(commands.Cog):
+        @tasks.loop(minutes=3)
+        async def crawl(self) -> None:
+            started.set()
+            await asyncio.sleep(30)
+
+    slow = Slow()
+    await harness.bot.add_cog(slow)
+    task = slow.crawl.start()
+    await asyncio.wait_for(started.wait(), 5)
+    slow.crawl.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await harness.bot.get_cog("Sentry").telemetry.flush()
+    endpoint = sentry_flush()
+    assert [c["status"] for c in _checkins(endpoint, "tux-slow-crawl")] == ["in_progress", "ok"]
+    assert not _task_events(endpoint)
+    statuses = {
+        m["attributes"]["status"]["value"]
+        for m in endpoint.metrics()
+        if m["name"] == "tux.tasks.executed"
+    }
+    assert statuses == {"cancelled"}
+    # Only the loops of the bot's cogs are monitors, never the Sentry cog's own.
+    assert {c["monitor_slug"] for c in endpoint.items("check_in")} == {"tux-slow-crawl"}

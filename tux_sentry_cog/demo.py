@@ -8,7 +8,8 @@ back from what the SDK really sent.
 
 The workload shows every capability: commands that work and fail (one of each error
 category), a slash command, a component, a database span, an error spike, a command
-that slows down until it is reported as an anomaly, and the owner's status embed.
+that slows down until it is reported as an anomaly, ``tasks`` loops (one that fails,
+one that discord.py retries) with their Crons check-ins, and the owner's status embed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 import sentry_sdk
 from discord import app_commands
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from tux_sentry_cog.config import SentryCogConfig
 from tux_sentry_cog.core.tracing import track_database_operation
@@ -132,6 +133,43 @@ class DemoCommands(commands.Cog):
         raise ConnectionError(msg)
 
 
+class DemoLoops(commands.Cog, name="Jobs"):
+    """Background loops: a cleanup that fails and a feed that discord.py retries."""
+
+    def __init__(self) -> None:
+        """The feed fails once."""
+        self.feed_attempts = 0
+
+    @tasks.loop(minutes=10)
+    async def cleanup(self) -> None:
+        """Fail: a corrupt row."""
+        msg = "row 41 of the reminders table is corrupt"
+        raise ValueError(msg)
+
+    @tasks.loop(minutes=5)
+    async def feed(self) -> None:
+        """Fail with a reconnect-class error once (discord.py retries), then work."""
+        self.feed_attempts += 1
+        if self.feed_attempts == 1:
+            msg = "feed server reset the connection"
+            raise ConnectionResetError(msg)
+
+
+async def _loops(bot: commands.Bot) -> None:
+    """Run each loop's first iteration (it runs on start) and stop them."""
+    jobs = DemoLoops()
+    await bot.add_cog(jobs)
+    with contextlib.suppress(ValueError):
+        await jobs.cleanup.start()
+    feed = jobs.feed.start()
+    for _ in range(400):  # discord.py's first retry waits up to 2 s
+        if jobs.feed.current_loop >= 1:
+            break
+        await asyncio.sleep(0.01)
+    jobs.feed.cancel()
+    await asyncio.gather(feed, return_exceptions=True)
+
+
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -189,7 +227,7 @@ async def _workload(bot: commands.Bot, test: Any, demo: DemoCommands) -> discord
         ("", lambda: driver.component("demo:results", member=owner)),
     ]
     number = 0
-    labelled = sum(1 for label, _ in steps if label) + 3
+    labelled = sum(1 for label, _ in steps if label) + 4
     for label, step in steps:
         if label:
             number += 1
@@ -208,6 +246,10 @@ async def _workload(bot: commands.Bot, test: Any, demo: DemoCommands) -> discord
     demo.lookup_ms = 60.0
     for _ in range(12):
         await _quiet(lambda: message("!lookup"))
+
+    number += 1
+    _say(f"  [{number:>2}/{labelled}] task loops: one fails, one is retried (Crons check-ins)")
+    await _loops(bot)
 
     number += 1
     _say(f"  [{number:>2}/{labelled}] the owner asks: !sentry status")
@@ -266,6 +308,10 @@ def _report(endpoint: SentryEndpoint, cog: Any, embed: discord.Embed | None) -> 
             f"  - {txn['transaction']:<22} {trace['op']:<20} {trace.get('status'):<18}"
             f"{duration_ms:8.1f} ms  {spans}"
         )
+    check_ins = endpoint.items("check_in")
+    _say(f"\nCrons check-ins sent: {len(check_ins)}")
+    for item in check_ins:
+        _say(f"  - {item['monitor_slug']:<28} {item['status']:<12} {item.get('duration')}")
     _report_metrics(endpoint)
     if embed is not None:
         _say(f"\nThe status embed the owner saw: {embed.title}")
@@ -278,6 +324,8 @@ def _report(endpoint: SentryEndpoint, cog: Any, embed: discord.Embed | None) -> 
         "transactions": len(transactions),
         "metrics": sum(1 for _ in endpoint.metrics()),
         "status_embed": embed is not None,
+        "check_ins": len(check_ins),
+        "task_events": sum(1 for e in errors if e.get("tags", {}).get("command.type") == "task"),
     }
 
 
@@ -316,7 +364,9 @@ async def run_demo(
         demo = DemoCommands()
         await bot.add_cog(demo)
         dpytest.configure(bot, members=2)
-        bot.sentry_cog_config = SentryCogConfig(dsn=target)  # type: ignore[attr-defined]
+        bot.sentry_cog_config = SentryCogConfig(  # type: ignore[attr-defined]
+            dsn=target, monitor_loops=True
+        )
         await bot.load_extension("tux_sentry_cog")
         cog = bot.get_cog("Sentry")
         _say("Loaded with: await bot.load_extension('tux_sentry_cog')\nWorkload:")
