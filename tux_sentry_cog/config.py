@@ -176,7 +176,9 @@ class SentryCogConfig:
         for field, (_, _, validate) in _FIELDS.items():
             value = getattr(self, field)
             expected = _EXPECTED_TYPES[field]
-            if not isinstance(value, expected) or isinstance(value, bool) is not (bool in expected):
+            if not isinstance(value, expected) or isinstance(value, bool) is not (
+                bool in expected
+            ):
                 msg = f"SentryCogConfig.{field}={_shown(field, value)}: wrong type"
                 raise ConfigError(msg)
             if validate is not None:

@@ -252,9 +252,8 @@ def _context_values(ctx: commands.Context[Any]) -> Iterator[str]:
         for token in _tokens(rest):
             yield from _words(token)
     # ctx.args starts with the cog and the context; only plain values are read.
-    yield from _converted(
-        a for a in ctx.args if not isinstance(a, (commands.Context, commands.Cog))
-    )
+    yield from _converted(a for a in ctx.args if not isinstance(a, (commands.Context,
+                                                                     commands.Cog)))
     yield from _converted(ctx.kwargs.values())
 
 

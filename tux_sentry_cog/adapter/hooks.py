@@ -561,7 +561,9 @@ class BotInstrumentation:
             _log.exception("tux_sentry_cog could not settle a command run")
         return status
 
-    def _close_transaction(self, run: CommandRun, status: str, error: BaseException | None) -> None:
+    def _close_transaction(
+        self, run: CommandRun, status: str, error: BaseException | None
+    ) -> None:
         try:
             transaction = run.transaction
             if transaction is None:

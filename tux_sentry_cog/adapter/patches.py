@@ -291,7 +291,9 @@ def _defining_class(cls: type, name: str) -> type | None:
     return next((k for k in cls.__mro__ if name in k.__dict__), None)
 
 
-def _patch(owner: type | None, name: str, factory: Callable[[Any], Any], capability: str) -> None:
+def _patch(
+    owner: type | None, name: str, factory: Callable[[Any], Any], capability: str
+) -> None:
     """Wrap ``owner.name`` with ``factory(original)`` once per process, after a probe."""
     key = f"{getattr(owner, '__qualname__', owner)}.{name}"
     if key in SHARED.patched:

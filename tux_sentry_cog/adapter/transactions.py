@@ -76,7 +76,9 @@ def _start(op: str, name: str) -> Any:
         sentry_sdk.get_isolation_scope().set_new_propagation_context()
         return None
     if decision is None:
-        return sentry_sdk.start_transaction(op=op, name=name, source=TransactionSource.COMPONENT)
+        return sentry_sdk.start_transaction(
+            op=op, name=name, source=TransactionSource.COMPONENT
+        )
     sampled: Any = sentry_sdk.start_transaction(
         op=op, name=name, source=TransactionSource.COMPONENT, sampled=True
     )

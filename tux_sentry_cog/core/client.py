@@ -71,7 +71,6 @@ async def flush_off_loop(client: Any, seconds: float) -> None:
     else:
         await asyncio.to_thread(client.flush, seconds)
 
-
 _REPORTED_ATTR = "__tux_sentry_reported__"
 
 EventHook = Callable[[Any, Any], Any]

@@ -599,16 +599,8 @@ async def hand_off(client: Any, wait_seconds: float) -> bool:
 class _Pacer:
     """When :func:`emit` yields to the event loop, and when it hands off to the transport."""
 
-    __slots__ = (
-        "_budget",
-        "_chunk_size",
-        "_every",
-        "_gc_until",
-        "_handoff",
-        "_in_chunk",
-        "_started",
-        "sent",
-    )
+    __slots__ = ("_budget", "_chunk_size", "_every", "_gc_until", "_handoff", "_in_chunk",
+                 "_started", "sent")
 
     def __init__(
         self,
@@ -654,7 +646,9 @@ class _Pacer:
             gc.enable()
 
     async def before_call(self) -> None:
-        if self.sent >= self._every and (self._handoff is not None or self._gc_until is not None):
+        if self.sent >= self._every and (
+            self._handoff is not None or self._gc_until is not None
+        ):
             self.sent = 0
             if self._handoff is not None and not await self._handoff():
                 self._handoff = None  # the transport is behind: stop waiting for it

@@ -112,7 +112,9 @@ class RelatedErrorDetector:
         self._indexed = 0  # errors the index holds
         self._newest: ErrorRecord | None = None  # the last one it took in
 
-    def record_error(self, error: BaseException, context: Mapping[str, Any]) -> list[RelatedError]:
+    def record_error(
+        self, error: BaseException, context: Mapping[str, Any]
+    ) -> list[RelatedError]:
         """Record ``error`` and return the earlier errors related to it, newest first.
 
         ``context`` is shaped like the event contexts: ``fingerprint`` (a list or a
@@ -256,7 +258,9 @@ class RelatedErrorDetector:
             command=_section(context, "command", "name"),
         )
 
-    def _scan(self, current: ErrorRecord, limit: int | None) -> tuple[int, list[RelatedError]]:
+    def _scan(
+        self, current: ErrorRecord, limit: int | None
+    ) -> tuple[int, list[RelatedError]]:
         """Count the related errors; keep all of them (``limit=None``) or the newest distinct.
 
         Entry by entry, over a window :meth:`_expire` has just cut to the time limit.

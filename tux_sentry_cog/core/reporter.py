@@ -364,3 +364,4 @@ class ErrorReporter:
             self.stats.sent += 1
             self.stats.last_event_id = event_id
         return event_id
+

@@ -50,33 +50,18 @@ FILTERED = "[Filtered]"
 MIN_SENSITIVE_CHARS = 3
 
 #: Tags the cog sets: structure. A bot's own tags are free text.
-COG_TAG_KEYS = frozenset(
-    {
-        "command.name",
-        "command.type",
-        "cog",
-        "guild.id",
-        "correlation_id",
-        "shard.id",
-        "error.category",
-        "error.severity",
-        "error.related",
-        "error.spike",
-        "performance.anomaly",
-    }
-)
+COG_TAG_KEYS = frozenset({
+    "command.name", "command.type", "cog", "guild.id", "correlation_id", "shard.id",
+    "error.category", "error.severity", "error.related", "error.spike",
+    "performance.anomaly",
+})
 
 #: First fingerprint parts of the messages the cog raises itself; their text is built
 #: from command names, never from what a user typed.
-OWN_FINGERPRINTS = frozenset(
-    {
-        "error-spike",
-        "performance-anomaly",
-        "high-resource-usage",
-        "interaction-deadline",
-        "discord-global-rate-limit",
-    }
-)
+OWN_FINGERPRINTS = frozenset({
+    "error-spike", "performance-anomaly", "high-resource-usage", "interaction-deadline",
+    "discord-global-rate-limit",
+})
 
 # How much of the rules a part of an event gets.
 _STRUCT = 0  # known secrets and secret shapes
@@ -103,15 +88,9 @@ _AUTH_SCHEME = re.compile(r"(?i)(\b(?:bearer|basic)\s+)[\w.~+/=-]{8,}")
 _AUTH_GATES = ("authorization", "bearer", "basic")
 #: Keys whose value is a credential, whatever it looks like (compared lower-cased, with
 #: ``_`` for ``-``).
-_SECRET_KEYS = frozenset(
-    {
-        "authorization",
-        "proxy_authorization",
-        "x_api_key",
-        "cookie",
-        "set_cookie",
-    }
-)
+_SECRET_KEYS = frozenset({
+    "authorization", "proxy_authorization", "x_api_key", "cookie", "set_cookie",
+})
 
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]{1,64}@[\w-]+(?:\.[\w-]+)*\.[a-zA-Z]{2,}")
 # The e-mail pattern is not literal-led, so the engine would try it at every position
@@ -123,107 +102,32 @@ _EMAIL_AT = re.compile(r"[\w.%+-]@[\w-]")
 # Top-level parts that are the SDK's own facts, or identifiers: never searched. The
 # trace's dynamic sampling context carries the DSN's public key by protocol (Sentry finds
 # the trace root's project by it; the same key is in every request's auth header).
-_SKIP = frozenset(
-    {
-        "event_id",
-        "timestamp",
-        "start_timestamp",
-        "sdk",
-        "platform",
-        "level",
-        "type",
-        "_meta",
-        "modules",
-        "debug_meta",
-        "measurements",
-    }
-)
-_NESTED_SKIP = frozenset(
-    {
-        "trace_id",
-        "span_id",
-        "parent_span_id",
-        "dynamic_sampling_context",
-        "timestamp",
-        "start_timestamp",
-    }
-)
+_SKIP = frozenset({"event_id", "timestamp", "start_timestamp", "sdk", "platform", "level",
+                   "type", "_meta", "modules", "debug_meta", "measurements"})
+_NESTED_SKIP = frozenset({"trace_id", "span_id", "parent_span_id",
+                          "dynamic_sampling_context", "timestamp", "start_timestamp"})
 _SDK_CONTEXTS = frozenset({"runtime", "os", "device", "cloud_resource"})
-_STRUCT_TOP = frozenset(
-    {
-        "transaction",
-        "transaction_info",
-        "fingerprint",
-        "server_name",
-        "environment",
-        "release",
-        "dist",
-        "logger",
-        "culprit",
-        "monitor_slug",
-        "status",
-        "monitor_config",
-        "check_in_id",
-        "duration",
-        "user",
-    }
-)
+_STRUCT_TOP = frozenset({"transaction", "transaction_info", "fingerprint", "server_name",
+                         "environment", "release", "dist", "logger", "culprit",
+                         "monitor_slug", "status", "monitor_config", "check_in_id",
+                         "duration", "user"})
 #: Contexts the cog builds from names, ids and figures.
-_COG_CONTEXTS = frozenset(
-    {
-        "command",
-        "discord_user",
-        "system",
-        "performance",
-        "correlation",
-        "error_spike",
-        "performance_anomaly",
-        "resources",
-        "noise",
-        "interaction_deadline",
-        "trace",
-        "response",
-    }
-)
+_COG_CONTEXTS = frozenset({"command", "discord_user", "system", "performance", "correlation",
+                           "error_spike", "performance_anomaly", "resources", "noise",
+                           "interaction_deadline", "trace", "response"})
 #: Contexts the cog reads from Discord: names a guild or channel chose.
 _DISCORD_CONTEXTS = frozenset({"guild", "channel"})
 #: Frame fields that are code, not data.
-_FRAME_STRUCT = frozenset(
-    {
-        "filename",
-        "abs_path",
-        "module",
-        "function",
-        "lineno",
-        "colno",
-        "in_app",
-        "platform",
-        "package",
-        "instruction_addr",
-    }
-)
+_FRAME_STRUCT = frozenset({"filename", "abs_path", "module", "function", "lineno",
+                           "colno", "in_app", "platform", "package", "instruction_addr"})
 _FRAME_SOURCE = frozenset({"context_line", "pre_context", "post_context"})
 #: Span data the cog's own helpers set from the bot's code, not from user input.
-_SPAN_STRUCT_DATA = frozenset(
-    {
-        "db.operation",
-        "db.collection.name",
-        "db.system",
-        "service",
-        "endpoint",
-        "correlation_id",
-        "thread.id",
-        "thread.name",
-        "http.method",
-        "http.request.method",
-        "http.response.status_code",
-        "reason",
-        "server.address",
-    }
-)
-_SPAN_STRUCT = frozenset(
-    {"op", "status", "origin", "same_process_as_parent", "hash", "exclusive_time"}
-)
+_SPAN_STRUCT_DATA = frozenset({"db.operation", "db.collection.name", "db.system", "service",
+                               "endpoint", "correlation_id", "thread.id", "thread.name",
+                               "http.method", "http.request.method",
+                               "http.response.status_code", "reason", "server.address"})
+_SPAN_STRUCT = frozenset({"op", "status", "origin", "same_process_as_parent", "hash",
+                          "exclusive_time"})
 _CRUMB_STRUCT = frozenset({"category", "type", "level"})
 _LOG_STRUCT_PREFIXES = ("sentry.", "code.", "logger.", "server.", "os.", "process.")
 _LOG_FREE_ATTRIBUTES_PREFIX = "sentry.message."
@@ -502,7 +406,9 @@ class Scrubber:
         """
         rules = self._rules()
         texts = _searched_texts(event)
-        if (texts and max(map(len, texts)) > MAX_EVENT_STRING) or not rules.clean("\n".join(texts)):
+        if (texts and max(map(len, texts)) > MAX_EVENT_STRING) or not rules.clean(
+            "\n".join(texts)
+        ):
             _scrub_parts(rules, event, hint)
         tags = event.get("tags")
         if isinstance(tags, dict):
@@ -604,7 +510,9 @@ def _error_of(hint: Any) -> BaseException | None:
 def _scrub_parts(rules: _Rules, event: dict[str, Any], hint: Any) -> None:
     """Scrub each part of ``event`` with the rules its place calls for."""
     fingerprint = event.get("fingerprint")
-    own = isinstance(fingerprint, list) and bool(fingerprint) and fingerprint[0] in OWN_FINGERPRINTS
+    own = (
+        isinstance(fingerprint, list) and bool(fingerprint) and fingerprint[0] in OWN_FINGERPRINTS
+    )
     for key, value in list(event.items()):
         if key in _SKIP or not isinstance(value, _WALKED):
             continue

@@ -217,7 +217,9 @@ class SentryEndpoint:
         with self._lock:
             self._envelopes.clear()
 
-    def wait_for(self, predicate: Callable[[SentryEndpoint], bool], timeout: float = 5.0) -> bool:
+    def wait_for(
+        self, predicate: Callable[[SentryEndpoint], bool], timeout: float = 5.0
+    ) -> bool:
         """Poll until ``predicate(self)`` holds or ``timeout`` passes (blocking).
 
         Blocks the calling thread, the event loop too if called from it: for what the
