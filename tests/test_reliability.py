@@ -135,7 +135,7 @@ async def test_a_thousand_commands_at_once(make_bot, sentry_flush):
     # (NOTES.md), and the cog counts what was dropped for /sentry status.
     assert len(events) >= 100
     if len(events) < 1000:
-        assert cog.connection.lost.get("queue_overflow", 0) > 0
+        assert cog.connection.ledger.lost.get(("error", "queue_overflow"), 0) > 0
         assert "queue_overflow" in cog.status_snapshot().transport_problem
     assert len({e["tags"]["correlation_id"] for e in events}) == len(events)
     for event in events:

@@ -172,6 +172,7 @@ class SentryCog(StatusCommands, name="Sentry"):
         client = self.connection.client
         options: dict[str, Any] = client.options if client is not None else {}
         stats = self.reporter.stats
+        ledger = self.connection.ledger
         sample = self.telemetry.last_sample
         performance = self.telemetry.performance
         now = time.monotonic()
@@ -183,11 +184,20 @@ class SentryCog(StatusCommands, name="Sentry"):
             sample_rate=options.get("traces_sample_rate") if client is not None else None,
             commands_executed=self.instrumentation.completed_runs,
             commands_failed=self.instrumentation.failed_runs,
+            commands_user_errors=self.instrumentation.user_failed_runs,
             error_rate_1m=self.telemetry.error_window.rate_per_minute(60),
             error_rate_5m=self.telemetry.error_window.rate_per_minute(300),
+            user_error_rate_5m=self.telemetry.user_error_window.rate_per_minute(300),
             errors_reported=stats.reported,
-            errors_sent=stats.sent,
-            last_event_id=stats.last_event_id,
+            errors_user=stats.user_errors,
+            errors_queued=stats.queued,
+            errors_sent=(
+                ledger.watched_delivered
+                if ledger.deliveries_known or not self.connection.active
+                else None
+            ),
+            errors_undelivered=ledger.watched_failed,
+            last_event_id=ledger.last_delivered_event_id,
             top_groups=tuple(self.reporter.top_groups(5)),
             slowest=tuple(
                 SlowCommand(name, baseline.p50_ms, baseline.p95_ms, baseline.samples)

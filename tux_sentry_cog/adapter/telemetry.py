@@ -82,7 +82,8 @@ class Telemetry:
         self.connection = connection
         self.buffer = MetricsBuffer(max_values_per_key=MAX_VALUES_PER_KEY)
         self.error_window = SlidingWindowCounter(window_seconds=300, bucket_seconds=1)
-        self.errors = ErrorMetricsReporter(self.buffer, self.error_window)
+        self.user_error_window = SlidingWindowCounter(window_seconds=300, bucket_seconds=1)
+        self.errors = ErrorMetricsReporter(self.buffer, self.error_window, self.user_error_window)
         self.business = BusinessMetricsReporter(self.buffer)
         self.performance = PerformanceMonitor()
         self.sampler = ResourceSampler()
@@ -101,6 +102,7 @@ class Telemetry:
         """Publish the buffer for the bot's own code and start both loops."""
         _state.active["metrics"] = self.buffer
         _state.active["error_window"] = self.error_window
+        _state.active["user_error_window"] = self.user_error_window
         self._flush_loop.start()
         self._resource_loop.start()
 
@@ -111,6 +113,7 @@ class Telemetry:
         if _state.active.get("metrics") is self.buffer:
             _state.active.pop("metrics", None)
             _state.active.pop("error_window", None)
+            _state.active.pop("user_error_window", None)
         await self.flush()
 
     # per command ---------------------------------------------------------------------

@@ -43,15 +43,21 @@ class ErrorMetricsReporter:
 
     Args:
         buffer: Where to record; the loaded cog's buffer when not given.
-        window: Error counts for ``errors.rate``; the loaded cog's when not given.
+        window: Failures counted for ``errors.rate`` and the status error rates (user-
+            caused errors are not failures of the bot); the loaded cog's when not given.
+        user_window: User-caused errors, counted apart for the status report.
     """
 
     def __init__(
-        self, buffer: MetricsBuffer | None = None, window: SlidingWindowCounter | None = None
+        self,
+        buffer: MetricsBuffer | None = None,
+        window: SlidingWindowCounter | None = None,
+        user_window: SlidingWindowCounter | None = None,
     ) -> None:
         """Bind to a buffer, or to whatever cog is loaded at recording time."""
         self._buffer = buffer
         self._window = window
+        self._user_window = user_window
 
     def record_error_metric(
         self,
@@ -85,7 +91,10 @@ class ErrorMetricsReporter:
                 "cog_name": str(command.get("cog_name") or "none"),
             },
         )
-        window = self._window or _state.active.get("error_window")
+        if classification is not None and classification.user_caused:
+            window = self._user_window or _state.active.get("user_error_window")
+        else:
+            window = self._window or _state.active.get("error_window")
         if window is not None:
             window.add()
         handling = _section(context, "performance").get("error_handling_ms")
