@@ -148,7 +148,7 @@ class Telemetry:
             add_finished_breadcrumb(run)  # a failed run has it already (hooks.py)
         sentry_sdk.capture_event(
             {
-                "message": f"Performance anomaly: {anomaly.command}",
+                "logentry": {"message": f"Performance anomaly: {anomaly.command}"},
                 "level": "warning",
                 "fingerprint": ["performance-anomaly", anomaly.command],
                 "tags": clamp_tags({**info.tags(), "performance.anomaly": "yes"}),
@@ -274,7 +274,7 @@ class Telemetry:
         }
         sentry_sdk.capture_event(
             {
-                "message": "High resource usage",
+                "logentry": {"message": "High resource usage"},
                 "level": "warning",
                 "fingerprint": ["high-resource-usage"],
                 "contexts": {"resources": context},

@@ -216,6 +216,8 @@ class ErrorReporter:
                 "user": {"id": report.user.get("id")} if report.user else {},
                 "guild": {"id": report.tags.get("guild.id")},
                 "command": {"name": report.tags.get("command.name")},
+                # A user's mistake relates nothing: it stays out of the window.
+                "user_caused": classification.user_caused,
             },
             MAX_RELATED_ON_EVENT,
         )
@@ -277,7 +279,9 @@ class ErrorReporter:
             return
         sentry_sdk.capture_event(
             {
-                "message": f"Error spike: {type(error).__name__} in {command}",
+                # logentry, not a bare top-level "message": every Sentry-protocol
+                # server takes it (some reject the bare form in strict mode).
+                "logentry": {"message": f"Error spike: {type(error).__name__} in {command}"},
                 "level": "warning",
                 "fingerprint": ["error-spike", group],
                 "tags": clamp_tags({**tags, "error.spike": "yes"}),
