@@ -19,7 +19,7 @@ from tux_sentry_cog.adapter.context import SentryContextCollector
 from tux_sentry_cog.adapter.errors import make_classifier
 from tux_sentry_cog.adapter.hooks import BotInstrumentation
 from tux_sentry_cog.adapter.telemetry import Telemetry
-from tux_sentry_cog.config import SentryCogConfig, resolve_config
+from tux_sentry_cog.config import SentryCogConfig, resolve_config, warn_unknown_variables
 from tux_sentry_cog.core.client import SentryConnection
 from tux_sentry_cog.core.fingerprint import DEFAULT_IGNORED_MODULES, ErrorFingerprintGenerator
 from tux_sentry_cog.core.related import RelatedErrorDetector
@@ -231,5 +231,6 @@ async def setup(bot: commands.Bot) -> None:
     Raises:
         ConfigError: a configuration value is bad; the message names it.
     """
+    warn_unknown_variables()
     config = resolve_config(getattr(bot, "sentry_cog_config", None))
     await bot.add_cog(SentryCog(bot, config))
