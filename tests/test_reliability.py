@@ -16,7 +16,7 @@ from discord.ui.view import BaseView
 
 import _tux_sentry_cog_state as _state
 from tux_sentry_cog import SentryCogConfig
-from tux_sentry_cog.core.metrics import MetricsBuffer
+from tux_sentry_cog.core.metrics import SlidingWindowCounter
 
 
 def _closed_port() -> int:
@@ -161,12 +161,12 @@ async def test_faults_inside_the_cog_are_logged_once_and_commands_complete(
     def broken_sample():
         raise RuntimeError("psutil exploded")
 
-    class BrokenBuffer(MetricsBuffer):
-        def drain(self):
-            raise RuntimeError("drain exploded")
+    class BrokenWindow(SlidingWindowCounter):
+        def rate_per_minute(self, last_seconds=None):
+            raise RuntimeError("the error window exploded")
 
     cog.telemetry.sampler.sample = broken_sample
-    cog.telemetry.buffer = BrokenBuffer()
+    cog.telemetry.error_window = BrokenWindow()
     with caplog.at_level(logging.ERROR, logger="tux_sentry_cog"):
         await cog.telemetry._sample()
         assert await cog.telemetry.flush() == 0

@@ -216,7 +216,9 @@ class SentryCog(StatusCommands, name="Sentry"):
             gateway_latency_ms=self.telemetry.latencies_ms(),
             gateway_events=tuple(self.telemetry.gateway_events),
             transport_problem=self.connection.transport_problem(),
-            instrumentation_faults=stats.failures + self.telemetry.flush_failures,
+            instrumentation_faults=(
+                stats.failures + self.telemetry.flush_failures + self.telemetry.metrics.failures
+            ),
         )
 
 
