@@ -110,7 +110,9 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-async def main(seconds: float, rate: float, segments: int, *, metrics: bool = True) -> int:
+async def main(
+    seconds: float, rate: float, segments: int, *, metrics: bool = True, flush: float = 60.0
+) -> int:
     bot = commands.Bot(command_prefix="!", intents=discord.Intents.all())
     await bot._async_setup_hook()
     await bot.add_cog(Load())
@@ -121,7 +123,7 @@ async def main(seconds: float, rate: float, segments: int, *, metrics: bool = Tr
     slice_seconds = seconds / segments
     with StandinSentry() as sentry:
         bot.sentry_cog_config = SentryCogConfig(  # type: ignore[attr-defined]
-            dsn=sentry.dsn, traces_sample_rate=1.0
+            dsn=sentry.dsn, traces_sample_rate=1.0, flush_interval=flush
         )
         await _segment(rate, 1.0, 0)  # warm up discord.py and dpytest
         offset = 0
@@ -177,7 +179,22 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-metrics", action="store_true", help="diagnosis: the cog without its metrics"
     )
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        default=60.0,
+        help="TUX_SENTRY_FLUSH_INTERVAL of the cog (a shorter one puts a buffered design's "
+        "flushes inside the measured slices)",
+    )
     args = parser.parse_args()
     raise SystemExit(
-        asyncio.run(main(args.seconds, args.rate, args.segments, metrics=not args.no_metrics))
+        asyncio.run(
+            main(
+                args.seconds,
+                args.rate,
+                args.segments,
+                metrics=not args.no_metrics,
+                flush=args.flush_interval,
+            )
+        )
     )

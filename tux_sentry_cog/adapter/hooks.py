@@ -547,7 +547,7 @@ class BotInstrumentation:
                 if classification is None or not classification.user_caused:
                     user_caused_only = False
             if run.errors:
-                # A user's typo is not the bot failing: counted apart (SPEC's status).
+                # A user's typo is not the bot failing: the status counts it apart.
                 if user_caused_only:
                     self.user_failed_runs += 1
                 else:
