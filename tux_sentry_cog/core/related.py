@@ -143,34 +143,33 @@ class RelatedErrorDetector:
             window.append(record)
         return count, related
 
-    def _relation(self, current: ErrorRecord, earlier: ErrorRecord) -> str | None:
-        if earlier.fingerprint == current.fingerprint:
-            return None  # a repeat of the group, not a related error
-        if current.correlation_id and current.correlation_id == earlier.correlation_id:
-            return "same_run"
-        if current.command and current.command == earlier.command:
-            return "same_command"
-        guild = current.guild_id
-        if (
-            guild
-            and guild != "dm"  # direct messages share no guild
-            and guild == earlier.guild_id
-            and current.timestamp - earlier.timestamp <= self._same_guild
-        ):
-            return "same_guild"
-        return None
-
     def _scan(
         self, current: ErrorRecord, limit: int | None
     ) -> tuple[int, list[RelatedError]]:
-        """Count the related errors; keep all of them (``limit=None``) or the newest distinct."""
+        """Count the related errors; keep all of them (``limit=None``) or the newest distinct.
+
+        The relations, strongest first, written out in the loop: in an error storm the
+        window is a hundred repeats of one group, each skipped by one comparison.
+        """
         now = current.timestamp
+        fingerprint = current.fingerprint
+        run = current.correlation_id
+        command = current.command
+        guild = current.guild_id if current.guild_id != "dm" else None  # DMs share no guild
+        guild_since = now - self._same_guild
         related: list[RelatedError] = []
         seen: set[tuple[str, str | None, str]] = set()
         count = 0
         for earlier in reversed(self.recent_errors):
-            relation = self._relation(current, earlier)
-            if relation is None:
+            if earlier.fingerprint == fingerprint:
+                continue  # a repeat of the group, not a related error
+            if run and run == earlier.correlation_id:
+                relation = "same_run"
+            elif command and command == earlier.command:
+                relation = "same_command"
+            elif guild and guild == earlier.guild_id and earlier.timestamp >= guild_since:
+                relation = "same_guild"
+            else:
                 continue
             count += 1
             if limit is not None:
