@@ -105,6 +105,26 @@ async def _segment(rate: float, seconds: float, offset: int) -> tuple[list[float
     return lags, sent, elapsed
 
 
+class _FullCollections:
+    """Observes (never changes) the garbage collector: how long each full collection took.
+
+    A collection of the oldest generation walks every object of the process; it is what
+    the longest wake-ups are made of, so the benchmark says how many each kind had.
+    """
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.durations.append((time.perf_counter() - self._started) * 1000)
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
@@ -118,6 +138,9 @@ async def main(
     await bot.add_cog(Load())
     dpytest.configure(bot)
     lags: dict[str, list[float]] = {"bare": [], "cog": []}
+    collections: dict[str, list[float]] = {"bare": [], "cog": []}
+    observer = _FullCollections()
+    gc.callbacks.append(observer)
     counts = {"bare": 0, "cog": 0}
     elapsed = {"bare": 0.0, "cog": 0.0}
     slice_seconds = seconds / segments
@@ -135,7 +158,9 @@ async def main(
                     bot.get_cog("Sentry").telemetry.metrics._active = lambda: False
             gc.collect()
             await _segment(rate, WARM_UP_SECONDS, offset)  # past the first runs' one-time costs
+            observer.durations = collections[kind]
             got, sent, took = await _segment(rate, slice_seconds, offset)
+            observer.durations = []
             offset += sent
             lags[kind].extend(got)
             counts[kind] += sent
@@ -145,19 +170,25 @@ async def main(
                 reset_sentry_sdk()
             await dpytest.empty_queue()
         received = sentry.received()
+    gc.callbacks.remove(observer)
     print(
         f"Event-loop lag, {rate:g} commands/s, {seconds:g} s each configuration "
         f"in {segments} alternating slices, probe every {PROBE_SECONDS * 1000:g} ms"
     )
-    print(f"{'':<6}{'commands':>9}{'per s':>8}{'probes':>8}{'median':>9}{'p99':>9}{'max':>9}  ms")
+    print(
+        f"{'':<6}{'commands':>9}{'per s':>8}{'probes':>8}{'median':>9}{'p99':>9}{'max':>9}"
+        f"{'full GCs':>10}{'longest':>9}  ms"
+    )
     figures = {}
     for kind in ("bare", "cog"):
         values = lags[kind]
         figures[kind] = (statistics.median(values), _percentile(values, 0.99), max(values))
         median, p99, worst = figures[kind]
+        full = collections[kind]
         print(
             f"{kind:<6}{counts[kind]:>9,}{counts[kind] / elapsed[kind]:>8.1f}{len(values):>8,}"
-            f"{median:>9.2f}{p99:>9.2f}{worst:>9.2f}"
+            f"{median:>9.2f}{p99:>9.2f}{worst:>9.2f}{len(full):>10}"
+            f"{max(full, default=0.0):>9.1f}"
         )
     p99_delta = figures["cog"][1] - figures["bare"][1]
     max_delta = figures["cog"][2] - figures["bare"][2]
