@@ -241,3 +241,33 @@ async def test_the_endpoint_waits_without_blocking_a_task_on_the_loop(sentry_end
         await sentry_endpoint.wait_for_async(arrived)
     await task
     assert arrived(sentry_endpoint)
+
+
+async def test_the_cogs_own_client_sends_metrics_in_batches_of_a_hundred(
+    make_bot, sentry_endpoint
+):
+    # Batches of 1,000 (the SDK's default) keep hundreds of metric objects alive long
+    # enough to set off full garbage collections under load (benchmarks/bench_load.py).
+    harness = await make_bot(traces_sample_rate=0.0)
+    for _ in range(150):  # 450 metrics in about a second, before the SDK's 5 s timer
+        await harness.message("!ping")
+        await asyncio.sleep(0.005)  # a busy bot's pace, not a burst in one loop turn
+    async with asyncio.timeout(5):
+        await sentry_endpoint.wait_for_async(
+            lambda e: sum(len(p["items"]) for p in e.items("trace_metric")) >= 300
+        )
+    sizes = [len(payload["items"]) for payload in sentry_endpoint.items("trace_metric")]
+    # The SDK's flusher thread wakes when the batch reaches 100; a few more get in
+    # before it runs. With the SDK's default of 1,000 these would be one batch.
+    assert max(sizes) < 200, sizes
+    assert len(sizes) >= 3, sizes
+
+
+async def test_a_reused_client_keeps_its_own_metric_batches(make_bot, sentry_endpoint):
+    sentry_sdk.init(dsn=sentry_endpoint.dsn, traces_sample_rate=0.0)
+    harness = await make_bot(SentryCogConfig())
+    for _ in range(150):
+        await harness.message("!ping")
+    await asyncio.to_thread(sentry_sdk.flush, 5.0)
+    sizes = [len(payload["items"]) for payload in sentry_endpoint.items("trace_metric")]
+    assert max(sizes) >= 400  # the owner's client batches as the owner's SDK does
