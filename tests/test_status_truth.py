@@ -17,7 +17,7 @@ import pytest
 from discord.ext import commands
 
 from tux_sentry_cog.core.resources import ResourceSampler
-from tux_sentry_cog.status import NOT_OWNER_TEXT, build_status_embed
+from tux_sentry_cog.status import DM_FAILED_TEXT, NOT_OWNER_TEXT, build_status_embed
 
 
 def _non_owner() -> discord.Member:
@@ -266,3 +266,23 @@ async def test_a_non_owner_gets_one_refusal_whatever_the_bots_handler(make_bot, 
         assert dpytest.verify().message().nothing()
     assert harness.bot_errors == []
     assert harness.tree_errors == []
+
+
+async def test_closed_dms_get_one_line_in_the_channel_and_no_figures(make_bot, monkeypatch):
+    harness = await _owned_bot(make_bot)
+
+    class _Closed:
+        status = 403
+        reason = "Forbidden"
+
+    async def closed_dms(self, *args: Any, **kwargs: Any) -> None:
+        raise discord.Forbidden(_Closed(), {"code": 50007, "message": "Cannot send messages"})
+
+    monkeypatch.setattr(discord.Member, "send", closed_dms)
+    await harness.message("!sentry status")
+    message = dpytest.get_message()
+    assert message.content == DM_FAILED_TEXT
+    assert message.embeds == []
+    assert not isinstance(message.channel, discord.DMChannel)
+    assert dpytest.verify().message().nothing()
+    assert harness.bot_errors == []
