@@ -596,8 +596,8 @@ class ResourceWatch:
 
     Args:
         memory_threshold_mb: High-memory threshold in MiB.
-        cpu_threshold_percent: High-CPU threshold in percent (of one core, as psutil
-            reports a process).
+        cpu_threshold_percent: High-CPU threshold in percent of the whole machine
+            (0..100, as :class:`~tux_sentry_cog.core.resources.ResourceSampler` reports).
         sustained_samples: Consecutive high samples needed for an alert.
         cooldown_seconds: At most one alert in this many seconds.
         clock: Monotonic clock in seconds; injectable for tests.
