@@ -21,6 +21,7 @@ import sentry_sdk.transport
 from sentry_sdk.utils import Dsn
 
 from tux_sentry_cog.core.delivery import DeliveryLedger
+from tux_sentry_cog.core.metrics import STRUCTURAL
 
 if TYPE_CHECKING:
     from tux_sentry_cog.config import SentryCogConfig
@@ -403,7 +404,8 @@ class SentryConnection:
                 # no user id is ever a metric attribute. Nothing else is dropped.
                 for key in [k for k in attributes if str(k).startswith("user.")]:
                     del attributes[key]
-                scrubber.scrub_attributes(attributes)
+                if attributes.pop(STRUCTURAL, None) is None:
+                    scrubber.scrub_attributes(attributes)
             return metric if previous is None else previous(metric, hint)
 
         return before_send_metric

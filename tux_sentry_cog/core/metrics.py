@@ -31,7 +31,12 @@ import sentry_sdk.metrics
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["MetricsRecorder", "SlidingWindowCounter"]
+__all__ = ["STRUCTURAL", "MetricsRecorder", "SlidingWindowCounter"]
+
+#: Attribute key marking a metric whose attributes the cog built from names and
+#: statuses only (no text of the bot's or a user's): the cog's ``before_send_metric``
+#: removes it and skips scrubbing that metric's attributes. Never sent.
+STRUCTURAL = "tux_sentry_cog.structural"
 
 _log = logging.getLogger(__name__)
 

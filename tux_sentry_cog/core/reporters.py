@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tux_sentry_cog.core.metrics import STRUCTURAL
 from tux_sentry_cog.core.performance import performance_tier
 from tux_sentry_cog.shared import SHARED
 
@@ -142,6 +143,7 @@ class ErrorMetricsReporter:
         recorder = _recorder(self._recorder)
         if recorder is None:
             return
+        # Names, types and statuses only: marked so the scrubber skips them (3 per command).
         recorder.count(
             "commands.executed",
             1,
@@ -150,6 +152,7 @@ class ErrorMetricsReporter:
                 "command_type": command_type,
                 "cog_name": cog_name,
                 "status": status,
+                STRUCTURAL: "yes",
             },
         )
         if duration_ms is not None:
@@ -157,13 +160,17 @@ class ErrorMetricsReporter:
                 "commands.duration",
                 duration_ms,
                 _MS,
-                {"command_name": name, "command_type": command_type},
+                {"command_name": name, "command_type": command_type, STRUCTURAL: "yes"},
             )
             recorder.distribution(
                 "command.performance",
                 duration_ms,
                 _MS,
-                {"command_name": name, "performance_tier": performance_tier(duration_ms)},
+                {
+                    "command_name": name,
+                    "performance_tier": performance_tier(duration_ms),
+                    STRUCTURAL: "yes",
+                },
             )
 
     def error_rate(self, last_seconds: float = 60.0) -> float:
