@@ -1,4 +1,4 @@
-"""Command errors through a real bot: the event contract of SPEC.md, end to end."""
+"""Command errors through a real bot: the event contract of docs/events.md, end to end."""
 
 from __future__ import annotations
 

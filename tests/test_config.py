@@ -1,4 +1,4 @@
-"""SentryCogConfig: defaults, environment parsing, validation and resolution (SPEC.md)."""
+"""SentryCogConfig: defaults, environment parsing, validation and resolution (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_unrelated_variables_are_ignored() -> None:
 
 
 def test_env_variables_are_the_spec_table() -> None:
-    # SPEC.md's table, plus the opt-in activity counting of the metrics issue.
+    # The documented table of variables.
     assert set(ENV_VARIABLES) == {
         "TUX_SENTRY_TRACK_ACTIVITY",
         "SENTRY_DSN",

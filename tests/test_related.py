@@ -1,4 +1,4 @@
-"""Related errors in a bounded window, with an injected clock (SPEC.md "correlation")."""
+"""Related errors in a bounded window, with an injected clock (docs/events.md, "Related errors")."""
 
 from __future__ import annotations
 

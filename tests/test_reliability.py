@@ -145,7 +145,7 @@ async def test_a_thousand_commands_at_once(make_bot, sentry_flush):
     events = [e for e in sentry_flush().events() if "exception" in e]
     assert cog.reporter.stats.reported == 1000
     # A thousand errors in a second overflow the SDK's queue of 100: it drops, by design
-    # (NOTES.md), and the cog counts what was dropped for /sentry status.
+    # (the SDK does not retry), and the cog counts what was dropped for /sentry status.
     assert len(events) >= 100
     if len(events) < 1000:
         assert cog.connection.ledger.lost.get(("error", "queue_overflow"), 0) > 0

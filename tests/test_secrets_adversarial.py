@@ -57,7 +57,7 @@ INTERACTION_TOKEN = "aW50ZXJhY3Rpb246" + "SecretInteractionToken" * 4
 
 
 class ContextError(Exception):
-    """A bot's own exception with a ``context`` mapping (the plan's convention)."""
+    """A bot's own exception with a ``context`` mapping (a common convention)."""
 
     def __init__(self, message: str, context: dict[str, Any]) -> None:
         super().__init__(message)

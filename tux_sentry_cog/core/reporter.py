@@ -1,4 +1,4 @@
-"""Turns one error into one Sentry event, with the contract of SPEC.md.
+"""Turns one error into one Sentry event, with the contract of docs/events.md.
 
 The adapter hands over plain values (tags and contexts it collected from discord
 objects); this module adds what is the same for every source: classification, the
@@ -70,7 +70,7 @@ def error_context(
     """The ``error`` context: type, message, module, traceback hash and custom context.
 
     ``custom_context`` is the error's own ``context`` mapping, for exceptions that carry
-    one (the plan's convention). ``message`` replaces ``str(error)`` (a scrubbed one).
+    one (a common convention). ``message`` replaces ``str(error)`` (a scrubbed one).
     """
     custom = getattr(error, "context", None)
     context: dict[str, Any] = {

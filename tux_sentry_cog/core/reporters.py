@@ -1,4 +1,4 @@
-"""The plan's metric reporters, recording through the loaded cog's recorder.
+"""The metric reporters, recording through the loaded cog's recorder.
 
 The metric names and attributes live here, each built in one place. A figure is recorded
 where it is measured, so inside a command run the item carries the run's time and trace
@@ -41,7 +41,7 @@ def _section(context: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 class ErrorMetricsReporter:
-    """Error and command metrics (the plan's ``ErrorMetricsReporter``).
+    """Error and command metrics (``ErrorMetricsReporter``).
 
     Args:
         recorder: Where to record; the loaded cog's recorder when not given.
@@ -112,7 +112,7 @@ class ErrorMetricsReporter:
         """Count one command run and record its duration and performance tier.
 
         ``command_context`` holds ``name``, ``type``, ``cog_name``, ``status`` and
-        ``response_time`` (milliseconds), as in the plan.
+        ``response_time`` (milliseconds).
         """
         duration = command_context.get("response_time")
         self.record_command(
@@ -135,7 +135,7 @@ class ErrorMetricsReporter:
 
         Args:
             name: Qualified command name.
-            command_type: SPEC.md's ``command.type``.
+            command_type: The ``command.type`` tag (docs/events.md).
             cog_name: The cog's name, ``"none"`` outside cogs.
             status: The run's transaction status.
             duration_ms: The run's duration; ``None`` records the count only.
@@ -180,7 +180,7 @@ class ErrorMetricsReporter:
 
 
 class BusinessMetricsReporter:
-    """Activity, database and external-API metrics (the plan's ``BusinessMetricsReporter``).
+    """Activity, database and external-API metrics (``BusinessMetricsReporter``).
 
     Args:
         recorder: Where to record; the loaded cog's recorder when not given.
@@ -195,7 +195,7 @@ class BusinessMetricsReporter:
     ) -> None:
         """Count one activity (``user_activity``) by type and guild.
 
-        ``user_id`` is taken for the plan's signature and never becomes an attribute: a
+        ``user_id`` is taken for the documented signature and never becomes an attribute: a
         per-user series would be unbounded and personal.
         """
         recorder = _recorder(self._recorder)
