@@ -1,4 +1,4 @@
-"""Error classification: the discord-free core, then discord.py's rules (the table in docs/events.md)."""
+"""Error classification: the discord-free core, then discord.py's rules (docs/events.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SentryCogConfig: defaults, environment parsing, validation and resolution (docs/configuration.md)."""
+"""SentryCogConfig: defaults, environment parsing, validation, resolution (configuration.md)."""
 
 from __future__ import annotations
 

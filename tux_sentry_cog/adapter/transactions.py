@@ -88,7 +88,7 @@ def _start(op: str, name: str) -> Any:
 
 
 class EnhancedTransactionManager:
-    """Starts and finishes command transactions (``EnhancedTransactionManager``'s documented methods)."""
+    """Starts and finishes command transactions (the documented public methods)."""
 
     def start_command_transaction(
         self, source: ContextOrInteraction, command_name: str | None = None
