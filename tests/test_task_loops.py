@@ -481,3 +481,14 @@ async def test_an_iteration_cancelled_on_purpose_is_no_failure(make_bot, sentry_
     assert statuses == {"cancelled"}
     # Only the loops of the bot's cogs are monitors, never the Sentry cog's own.
     assert {c["monitor_slug"] for c in endpoint.items("check_in")} == {"tux-slow-crawl"}
+
+
+async def test_failures_of_two_loops_are_not_related_by_their_missing_guild(make_bot, sentry_flush):
+    harness = await make_bot()
+    chores = Chores()
+    await harness.bot.add_cog(chores)
+    await _run(chores.broken)
+    await _run(chores.handled_loop)
+    events = _task_events(sentry_flush())
+    assert len(events) == 2
+    assert {e["tags"]["error.related"] for e in events} == {"no"}

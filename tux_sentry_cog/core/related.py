@@ -46,6 +46,9 @@ SAME_GUILD_SECONDS = 60.0
 #: The relations, strongest first.
 RELATIONS = ("same_run", "same_command", "same_guild")
 
+#: ``guild.id`` values that name no guild: errors carrying them are never same_guild.
+_NO_GUILD = frozenset({"dm", "none"})
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorRecord:
@@ -155,7 +158,8 @@ class RelatedErrorDetector:
         fingerprint = current.fingerprint
         run = current.correlation_id
         command = current.command
-        guild = current.guild_id if current.guild_id != "dm" else None  # DMs share no guild
+        # DMs share no guild, nor do errors outside any guild (task loops, listeners).
+        guild = current.guild_id if current.guild_id not in _NO_GUILD else None
         guild_since = now - self._same_guild
         related: list[RelatedError] = []
         seen: set[tuple[str, str | None, str]] = set()
