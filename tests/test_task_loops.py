@@ -173,6 +173,81 @@ async def test_each_iteration_is_a_run_with_spans_and_metrics(make_bot, sentry_f
     assert names == {"Chores.with_queries"}
 
 
+_NEVER_WRAPPED_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json
+    import discord
+    import sentry_sdk
+    from discord.ext import commands, tasks
+    from tux_sentry_cog import SentryCogConfig
+    from tux_sentry_cog.testing import SentryEndpoint
+
+    attempts = []
+
+    # discord.py only calls _get_next_sleep_time after a success: a loop that keeps
+    # failing is never wrapped, so its retries are seen in the log line, and its last
+    # error in Loop._call_loop_function("error").
+    @tasks.loop(seconds=0.05)
+    async def always_down():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OSError("upstream is down")
+        raise ValueError("gave up on upstream")
+
+    async def main():
+        with SentryEndpoint() as endpoint:
+            bot = commands.Bot(command_prefix="!", intents=discord.Intents.none())
+            await bot._async_setup_hook()
+            task = always_down.start()
+            while not attempts:
+                await asyncio.sleep(0.01)
+            bot.sentry_cog_config = SentryCogConfig(dsn=endpoint.dsn)
+            await bot.load_extension("tux_sentry_cog")
+            await asyncio.gather(task, return_exceptions=True)
+            sentry_sdk.flush(5)
+            endpoint.wait_for(lambda e: len(e.events()) >= 2, timeout=2)
+            print(json.dumps({"events": endpoint.events(), "attempts": len(attempts)}))
+            await bot.unload_extension("tux_sentry_cog")
+
+    asyncio.run(main())
+    """
+)
+
+
+def _run_script(script: str) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SENTRY_DSN", None)
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_a_loop_never_wrapped_is_reported_from_its_log_line_and_its_error_hook():
+    result = _run_script(_NEVER_WRAPPED_SCRIPT)
+    assert result["attempts"] == 3
+    events = result["events"]
+    # The first OSError came before the cog loaded; the second from the log line; the
+    # ValueError from the error hook. The log lines themselves are not sent again.
+    assert len(events) == 2, [(e.get("logger"), e.get("tags")) for e in events]
+    retried, final = events
+    for event in events:
+        assert_sentry_accepts(event)
+        assert event["tags"]["command.type"] == "task"
+        assert event["tags"]["command.name"] == "always_down"
+    assert retried["exception"]["values"][-1]["type"] == "OSError"
+    assert retried["contexts"]["task"]["will_retry"] is True
+    assert final["exception"]["values"][-1]["type"] == "ValueError"
+    assert final["contexts"]["task"]["will_retry"] is False
+    assert final["contexts"]["task"]["interval_seconds"] == 0.05
+
+
 _EARLY_LOOP_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
