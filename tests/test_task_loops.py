@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import discord
 import pytest
 from conftest import assert_sentry_accepts
 from discord.ext import commands, tasks
@@ -205,7 +206,7 @@ _NEVER_WRAPPED_SCRIPT = textwrap.dedent(
             await bot.load_extension("tux_sentry_cog")
             await asyncio.gather(task, return_exceptions=True)
             sentry_sdk.flush(5)
-            endpoint.wait_for(lambda e: len(e.events()) >= 2, timeout=2)
+            endpoint.wait_for(lambda e: len(e.events()) >= 2, timeout=1)
             print(json.dumps({"events": endpoint.events(), "attempts": len(attempts)}))
             await bot.unload_extension("tux_sentry_cog")
 
@@ -229,14 +230,24 @@ def _run_script(script: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+#: discord.py logs a retried loop error ("Retrying in Ns") from 2.6 on; 2.4 and 2.5 retry
+#: silently, so a loop that has not succeeded once since the cog loaded shows its retries
+#: nowhere (docs/task-loops.md).
+LOGS_RETRIES = discord.version_info >= (2, 6)
+
+
 def test_a_loop_never_wrapped_is_reported_from_its_log_line_and_its_error_hook():
     result = _run_script(_NEVER_WRAPPED_SCRIPT)
     assert result["attempts"] == 3
     events = result["events"]
     # The first OSError came before the cog loaded; the second from the log line; the
     # ValueError from the error hook. The log lines themselves are not sent again.
-    assert len(events) == 2, [(e.get("logger"), e.get("tags")) for e in events]
-    retried, final = events
+    assert len(events) == (2 if LOGS_RETRIES else 1), [e.get("tags") for e in events]
+    final = events[-1]
+    assert final["exception"]["values"][-1]["type"] == "ValueError"
+    if not LOGS_RETRIES:
+        return
+    retried = events[0]
     for event in events:
         assert_sentry_accepts(event)
         assert event["tags"]["command.type"] == "task"
