@@ -2,9 +2,9 @@
 
 Each iteration of a loop of a loaded cog is a run, like a command: an isolation scope of
 its own, a correlation id, a transaction (op ``discord.task``) whose children are the
-spans the loop's code opens (``track_database_operation``), the ``tasks.duration`` and
-``tasks.executed`` metrics and, with ``monitor_loops``, Sentry Crons check-ins. A loop
-outside any cog only gets its failures reported.
+spans the loop's code opens (``track_database_operation``), the ``tasks.duration`` metric
+(one item per iteration: its count is the iterations) and, with ``monitor_loops``,
+Sentry Crons check-ins. A loop outside any cog only gets its failures reported.
 
 Transactions are sampled like commands, except that a loop running more often than
 once a minute sends at most one sampled iteration a minute: a 1 s loop would otherwise
@@ -127,8 +127,8 @@ class LoopRuns:
         reporter: Reports failures.
         collector: Builds the failure reports.
         transactions: Opens and finishes transactions.
-        metrics: Receives ``tasks.duration`` and ``tasks.executed`` (names without the
-            prefix), an object with ``count`` and ``distribution``.
+        metrics: Receives ``tasks.duration`` (name without the prefix), an object with
+            ``distribution``.
         monitor: Send Crons check-ins.
         prefix: The metric prefix, the first part of monitor slugs.
     """
@@ -382,6 +382,5 @@ class LoopRuns:
             self._metrics.distribution(
                 "tasks.duration", run.elapsed_ms(), "millisecond", attributes
             )
-            self._metrics.count("tasks.executed", 1.0, attributes)
         except Exception:
             _log.exception("tux_sentry_cog could not record a task loop run")
