@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -296,23 +297,13 @@ class SentryConnection:
 
             transport.record_lost_event = record_lost_event
             patches.append(("record_lost_event", record_lost_event))
-        handle = getattr(transport, "_handle_response", None)
         disabled = getattr(transport, "_disabled_until", None)
-        if callable(handle) and isinstance(disabled, dict):
-
-            def handle_response(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    response = kwargs.get("response", args[0] if args else None)
-                    envelope = kwargs.get("envelope", args[1] if len(args) > 1 else None)
-                    if response is not None:
-                        ledger.on_response(int(response.status), envelope)
-                except Exception:
-                    _log.debug("tux_sentry_cog could not count a response", exc_info=True)
-                return handle(*args, **kwargs)
-
-            transport._handle_response = handle_response  # noqa: SLF001 - see docstring
-            patches.append(("_handle_response", handle_response))
+        if isinstance(disabled, dict):
+            # The rate limits in force, per category (read, never changed).
             ledger.bind_rate_limits(disabled)
+        if self._watch_responses(transport, patches) or self._watch_old_transport(
+            transport, patches
+        ):
             ledger.deliveries_known = True
         else:
             _log.warning(
@@ -322,6 +313,62 @@ class SentryConnection:
                 sentry_sdk.VERSION,
             )
         self._transport_patch = (transport, patches)
+
+    def _watch_responses(self, transport: Any, patches: list[tuple[str, Any]]) -> bool:
+        """Wrap the transport's ``_handle_response(response, envelope)`` (recent SDKs)."""
+        handle = getattr(transport, "_handle_response", None)
+        if not callable(handle):
+            return False
+        ledger = self.ledger
+
+        def handle_response(*args: Any, **kwargs: Any) -> Any:
+            try:
+                response = kwargs.get("response", args[0] if args else None)
+                envelope = kwargs.get("envelope", args[1] if len(args) > 1 else None)
+                if response is not None:
+                    ledger.on_response(int(response.status), envelope)
+            except Exception:
+                _log.debug("tux_sentry_cog could not count a response", exc_info=True)
+            return handle(*args, **kwargs)
+
+        transport._handle_response = handle_response  # noqa: SLF001 - see _watch_transport
+        patches.append(("_handle_response", handle_response))
+        return True
+
+    def _watch_old_transport(self, transport: Any, patches: list[tuple[str, Any]]) -> bool:
+        """The first SDKs with these transports (2.44): no ``_handle_response``.
+
+        There ``_send_request(body, headers, endpoint_type, envelope)`` posts and then
+        hands every response to ``_update_rate_limits(response)``: the envelope is kept
+        for the worker thread while it sends, and the status read there.
+        """
+        send = getattr(transport, "_send_request", None)
+        update = getattr(transport, "_update_rate_limits", None)
+        if not (callable(send) and callable(update)):
+            return False
+        ledger = self.ledger
+        sending = threading.local()
+
+        def send_request(*args: Any, **kwargs: Any) -> Any:
+            # Its arguments are body, headers, endpoint_type and envelope.
+            sending.envelope = kwargs.get("envelope", args[3] if len(args) > 3 else None)  # noqa: PLR2004
+            try:
+                return send(*args, **kwargs)
+            finally:
+                sending.envelope = None
+
+        def update_rate_limits(response: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                ledger.on_response(int(response.status), getattr(sending, "envelope", None))
+            except Exception:
+                _log.debug("tux_sentry_cog could not count a response", exc_info=True)
+            return update(response, *args, **kwargs)
+
+        transport._send_request = send_request  # noqa: SLF001 - see _watch_transport
+        transport._update_rate_limits = update_rate_limits  # noqa: SLF001
+        patches.append(("_send_request", send_request))
+        patches.append(("_update_rate_limits", update_rate_limits))
+        return True
 
     def _unwatch_transport(self) -> None:
         if self._transport_patch is not None:
