@@ -34,10 +34,14 @@ from tux_sentry_cog.testing.server import SentryEndpoint, reset_sentry_sdk
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-__all__ = ["DemoCommands", "run_demo"]
+__all__ = ["DEMO_BOT_TOKEN", "DemoCommands", "run_demo"]
 
 #: The demo's fake Discord API error: what a bot gets when it lacks a permission.
 _MISSING_PERMISSIONS = {"code": 50013, "message": "Missing Permissions"}
+
+#: The demo bot's token: shaped like a real one, valid nowhere. What the demo sends
+#: (and what a server stores) must never hold it.
+DEMO_BOT_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAwMA.GdEmOx.demo-token-that-is-valid-nowhere-0000"  # noqa: S105
 
 
 class _Response:
@@ -318,6 +322,7 @@ async def run_demo(
         demo = DemoCommands()
         await bot.add_cog(demo)
         dpytest.configure(bot, members=2)
+        bot.http.token = DEMO_BOT_TOKEN
         bot.sentry_cog_config = SentryCogConfig(dsn=target)  # type: ignore[attr-defined]
         await bot.load_extension("tux_sentry_cog")
         cog = bot.get_cog("Sentry")
