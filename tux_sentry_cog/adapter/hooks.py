@@ -401,6 +401,7 @@ class BotInstrumentation:
                 command_type=info.command_type,
                 cog=info.cog,
                 guild_id=info.guild_id,
+                shard_id=info.shard_id,
                 user_id=info.user_id,
                 values_of=None if self._send_pii else functools.partial(run_values, source),
                 secrets=run_secrets(source),
