@@ -1,4 +1,4 @@
-"""Error classification: the discord-free core, then discord.py's rules (SPEC.md table)."""
+"""Error classification: the discord-free core, then discord.py's rules (docs/events.md)."""
 
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ CASES = [
                  id="app-CheckFailure"),
     pytest.param(app_commands.CommandNotFound("nope", []), ErrorCategory.NOT_FOUND,
                  Severity.INFO, id="app-CommandNotFound"),
-    pytest.param(asyncio.TimeoutError(),  # noqa: UP041 - the name SPEC.md uses
+    pytest.param(asyncio.TimeoutError(),  # noqa: UP041 - the name the docs use
                  ErrorCategory.TIMEOUT, Severity.ERROR, id="asyncio.TimeoutError"),
     pytest.param(TimeoutError("read timed out"), ErrorCategory.TIMEOUT, Severity.ERROR,
                  id="TimeoutError"),

@@ -1,8 +1,9 @@
-"""SentryCogConfig: defaults, environment parsing, validation and resolution (SPEC.md)."""
+"""SentryCogConfig: defaults, environment parsing, validation, resolution (configuration.md)."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 
@@ -12,6 +13,7 @@ from tux_sentry_cog.config import (
     SentryCogConfig,
     redact_dsn,
     resolve_config,
+    unknown_variables,
 )
 
 DSN_KEY = "0123456789abcdef0123456789abcdef"
@@ -48,7 +50,7 @@ def test_unrelated_variables_are_ignored() -> None:
 
 
 def test_env_variables_are_the_spec_table() -> None:
-    # SPEC.md's table, plus the opt-in activity counting of the metrics issue.
+    # The documented table of variables.
     assert set(ENV_VARIABLES) == {
         "TUX_SENTRY_TRACK_ACTIVITY",
         "TUX_SENTRY_DISCORD_LOGS_LEVEL",
@@ -512,3 +514,35 @@ def test_resolve_previous_import_with_a_field_we_do_not_know() -> None:
 
     with pytest.raises(ConfigError, match="old_option"):
         resolve_config(SentryCogConfig(), environ={})
+
+
+# unknown variables -------------------------------------------------------------------------
+
+
+def test_an_unknown_variable_names_the_closest_known_one() -> None:
+    environ = {"TUX_SENTRY_TRACE_SAMPLE_RATE": "0.1", "TUX_SENTRY_SEND_PII": "false", "PATH": "x"}
+    assert unknown_variables(environ) == [
+        ("TUX_SENTRY_TRACE_SAMPLE_RATE", "TUX_SENTRY_TRACES_SAMPLE_RATE")
+    ]
+
+
+async def test_a_mistyped_variable_is_one_warning_at_load_and_never_fails_it(
+    make_bot, monkeypatch, caplog
+) -> None:
+    monkeypatch.setenv("TUX_SENTRY_TRACE_SAMPLE_RATE", "0.1")
+    with caplog.at_level(logging.WARNING, logger="tux_sentry_cog"):
+        harness = await make_bot(load=False)
+        harness.bot.sentry_cog_config = None
+        await harness.bot.load_extension("tux_sentry_cog")
+    warnings = [
+        r.getMessage() for r in caplog.records if "TUX_SENTRY_TRACE_SAMPLE_RATE" in r.getMessage()
+    ]
+    assert warnings == [
+        (
+            "unknown environment variable TUX_SENTRY_TRACE_SAMPLE_RATE is ignored; "
+            "did you mean TUX_SENTRY_TRACES_SAMPLE_RATE?"
+        )
+    ]
+    assert all(r.levelno == logging.WARNING for r in caplog.records if r.getMessage() in warnings)
+    cog = harness.bot.get_cog("Sentry")
+    assert cog.config.traces_sample_rate == 1.0  # the default: the typo set nothing

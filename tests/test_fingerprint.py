@@ -1,4 +1,4 @@
-"""Fingerprints: normalisation, grouping quality and location (SPEC.md "Fingerprint")."""
+"""Fingerprints: normalisation, grouping quality and location (docs/events.md, "Fingerprint")."""
 
 from __future__ import annotations
 

@@ -9,7 +9,13 @@ from tux_sentry_cog.core.resources import ResourceSampler
 
 
 def _messages(endpoint, prefix):
-    return [e for e in endpoint.events() if e.get("message", "").startswith(prefix)]
+    found = [
+        e for e in endpoint.events() if e.get("logentry", {}).get("message", "").startswith(prefix)
+    ]
+    for event in found:
+        # A logentry, never a bare top-level message (strict servers reject that form).
+        assert "message" not in event
+    return found
 
 
 async def test_a_sustained_slowdown_is_reported_once(make_bot, sentry_flush):
@@ -20,7 +26,7 @@ async def test_a_sustained_slowdown_is_reported_once(make_bot, sentry_flush):
         await harness.message("!nap 60")
     endpoint = sentry_flush()
     [anomaly] = _messages(endpoint, "Performance anomaly")
-    assert anomaly["message"] == "Performance anomaly: nap"
+    assert anomaly["logentry"] == {"message": "Performance anomaly: nap"}
     assert anomaly["level"] == "warning"
     assert anomaly["fingerprint"] == ["performance-anomaly", "nap"]
     context = anomaly["contexts"]["performance_anomaly"]
@@ -46,6 +52,7 @@ async def test_high_resource_usage_sustained_three_samples(make_bot, sentry_flus
         await telemetry.sample()
     endpoint = sentry_flush()
     [alert] = _messages(endpoint, "High resource usage")
+    assert alert["logentry"] == {"message": "High resource usage"}
     assert alert["fingerprint"] == ["high-resource-usage"]
     assert alert["contexts"]["resources"]["memory_mb"] > 1
     assert_sentry_accepts(alert)

@@ -77,7 +77,8 @@ async def test_local_mode_tracks_but_sends_nothing(make_bot, sentry_endpoint):
     await harness.slash("slash-boom", {"text": "x"})
     assert dpytest.verify().message().content("pong")
     assert cog.reporter.stats.reported == 2
-    assert cog.reporter.stats.sent == 0
+    assert cog.reporter.stats.queued == 0
+    assert cog.connection.ledger.watched_delivered == 0
     assert cog.instrumentation.completed_runs == 3
     assert cog.instrumentation.failed_runs == 2
     assert len(cog.reporter.related.recent_errors) == 2

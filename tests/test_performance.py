@@ -571,7 +571,7 @@ def test_missing_methods_and_memory_failure():
 
 def test_cpu_is_primed_and_never_blocks():
     process = FakeProcess(memory=_Mem(rss=0, vms=0), cpu=42.5, threads=3, files=["a", "b"])
-    sampler = ResourceSampler(process)
+    sampler = ResourceSampler(process, cpu_count=1)
     assert process.cpu_calls == [None]  # primed at construction, non-blocking
     sample = sampler.sample()
     assert process.cpu_calls == [None, None]

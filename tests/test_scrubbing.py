@@ -1,4 +1,4 @@
-"""Scrubbing of events by value, and Sentry's limits (SPEC.md "Contexts on error events")."""
+"""Scrubbing of events by value, and Sentry's limits (docs/events.md)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from loguru import logger as loguru_logger
 
 from tux_sentry_cog import SentryCogConfig, track_database_operation
+from tux_sentry_cog.core.metrics import STRUCTURAL
 
 _log = logging.getLogger("adversary.bot")
 
@@ -56,7 +57,7 @@ INTERACTION_TOKEN = "aW50ZXJhY3Rpb246" + "SecretInteractionToken" * 4
 
 
 class ContextError(Exception):
-    """A bot's own exception with a ``context`` mapping (the plan's convention)."""
+    """A bot's own exception with a ``context`` mapping (a common convention)."""
 
     def __init__(self, message: str, context: dict[str, Any]) -> None:
         super().__init__(message)
@@ -592,7 +593,12 @@ async def test_spans_metrics_and_check_ins_are_scrubbed(make_bot, sentry_flush) 
     assert query.startswith("SELECT * FROM ")
     assert query.endswith(" WHERE body = '[Filtered]'")
     assert by_op["cache.get"]["description"] == "cache lookup [Filtered]"
-    assert endpoint.items("trace_metric"), "the bot's metric was not sent"
+    metrics = [m for batch in endpoint.items("trace_metric") for m in batch["items"]]
+    names = {m["name"] for m in metrics}
+    assert "bot.lookups" in names, names
+    assert "tux.commands.executed" in names, names
+    # The cog's marker for its own metrics (names and statuses only) never goes out.
+    assert not any(STRUCTURAL in m.get("attributes", {}) for m in metrics)
     assert endpoint.items("check_in"), "the bot's check-in was not sent"
     _assert_nothing_secret(endpoint, "qspansecret", "owner@example.org")
 

@@ -61,12 +61,17 @@ async def test_a_spike_raises_one_warning_message(make_bot, sentry_flush):
     for _ in range(7):
         await harness.message("!boom")
     endpoint = sentry_flush()
-    spikes = [e for e in endpoint.events() if e.get("message", "").startswith("Error spike")]
+    spikes = [
+        e
+        for e in endpoint.events()
+        if e.get("logentry", {}).get("message", "").startswith("Error spike")
+    ]
     errors = [e for e in endpoint.events() if "exception" in e]
     assert len(errors) == 7
     assert len(spikes) == 1
     [spike] = spikes
-    assert spike["message"] == "Error spike: RuntimeError in boom"
+    assert spike["logentry"] == {"message": "Error spike: RuntimeError in boom"}
+    assert "message" not in spike  # never the bare top-level form
     assert spike["level"] == "warning"
     assert spike["fingerprint"] == ["error-spike", "|".join(errors[0]["fingerprint"])]
     assert spike["contexts"]["error_spike"]["count"] == 5

@@ -25,7 +25,7 @@ from tux_sentry_cog.adapter.errors import make_classifier
 from tux_sentry_cog.adapter.hooks import BotInstrumentation
 from tux_sentry_cog.adapter.patches import HOOKS_ATTRIBUTE
 from tux_sentry_cog.adapter.telemetry import Telemetry
-from tux_sentry_cog.config import SentryCogConfig, resolve_config
+from tux_sentry_cog.config import SentryCogConfig, resolve_config, warn_unknown_variables
 from tux_sentry_cog.core.client import SentryConnection
 from tux_sentry_cog.core.fingerprint import DEFAULT_IGNORED_MODULES, ErrorFingerprintGenerator
 from tux_sentry_cog.core.related import RelatedErrorDetector
@@ -194,6 +194,7 @@ class SentryCog(StatusCommands, name="Sentry"):
         client = self.connection.client
         options: dict[str, Any] = client.options if client is not None else {}
         stats = self.reporter.stats
+        ledger = self.connection.ledger
         sample = self.telemetry.last_sample
         performance = self.telemetry.performance
         now = time.monotonic()
@@ -205,11 +206,20 @@ class SentryCog(StatusCommands, name="Sentry"):
             sample_rate=options.get("traces_sample_rate") if client is not None else None,
             commands_executed=self.instrumentation.completed_runs,
             commands_failed=self.instrumentation.failed_runs,
+            commands_user_errors=self.instrumentation.user_failed_runs,
             error_rate_1m=self.telemetry.error_window.rate_per_minute(60),
             error_rate_5m=self.telemetry.error_window.rate_per_minute(300),
+            user_error_rate_5m=self.telemetry.user_error_window.rate_per_minute(300),
             errors_reported=stats.reported,
-            errors_sent=stats.sent,
-            last_event_id=stats.last_event_id,
+            errors_user=stats.user_errors,
+            errors_queued=stats.queued,
+            errors_sent=(
+                ledger.watched_delivered
+                if ledger.deliveries_known or not self.connection.active
+                else None
+            ),
+            errors_undelivered=ledger.watched_failed,
+            last_event_id=ledger.last_delivered_event_id,
             top_groups=tuple(self.reporter.top_groups(5)),
             slowest=tuple(
                 SlowCommand(name, baseline.p50_ms, baseline.p95_ms, baseline.samples)
@@ -228,7 +238,9 @@ class SentryCog(StatusCommands, name="Sentry"):
             gateway_latency_ms=self.telemetry.latencies_ms(),
             gateway_events=tuple(self.telemetry.gateway_events),
             transport_problem=self.connection.transport_problem(),
-            instrumentation_faults=stats.failures + self.telemetry.flush_failures,
+            instrumentation_faults=(
+                stats.failures + self.telemetry.flush_failures + self.telemetry.metrics.failures
+            ),
         )
 
 
@@ -243,6 +255,7 @@ async def setup(bot: commands.Bot) -> None:
     Raises:
         ConfigError: a configuration value is bad; the message names it.
     """
+    warn_unknown_variables()
     own = getattr(bot, "sentry_cog_config", None)
     config = resolve_config(own if own is not None else integration_config())
     await bot.add_cog(SentryCog(bot, config))

@@ -12,6 +12,8 @@ field) and the value, never with a stack of unrelated errors later on.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,18 @@ from sentry_sdk.utils import BadDsn, Dsn
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["ENV_VARIABLES", "ConfigError", "SentryCogConfig", "redact_dsn", "resolve_config"]
+__all__ = [
+    "ENV_PREFIX",
+    "ENV_VARIABLES",
+    "ConfigError",
+    "SentryCogConfig",
+    "redact_dsn",
+    "resolve_config",
+    "unknown_variables",
+    "warn_unknown_variables",
+]
+
+_log = logging.getLogger(__name__)
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -132,6 +145,36 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], None] | None
 
 #: Every environment variable the cog reads, for documentation and tests.
 ENV_VARIABLES: tuple[str, ...] = tuple(env for env, _, _ in _FIELDS.values())
+
+#: The cog's own variables start with this; any other such name is a typo or a leftover.
+ENV_PREFIX = "TUX_SENTRY_"
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(unknown variable, closest known name)`` for each ``TUX_SENTRY_*`` the cog ignores.
+
+    A mistyped variable (``TUX_SENTRY_TRACE_SAMPLE_RATE``) would otherwise leave its
+    setting at the default without a word.
+    """
+    env = os.environ if environ is None else environ
+    known = [name for name in ENV_VARIABLES if name.startswith(ENV_PREFIX)]
+    found: list[tuple[str, str]] = []
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            closest = difflib.get_close_matches(name, known, n=1, cutoff=0.0)
+            found.append((name, closest[0] if closest else known[0]))
+    return found
+
+
+def warn_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
+    """Log one warning per unknown ``TUX_SENTRY_*`` variable; never raises (called at load)."""
+    try:
+        for name, closest in unknown_variables(environ):
+            _log.warning(
+                "unknown environment variable %s is ignored; did you mean %s?", name, closest
+            )
+    except Exception:  # a warning about the environment must never fail the load
+        _log.debug("could not check the environment for unknown variables", exc_info=True)
 
 
 def _shown(field: str, value: object) -> str:

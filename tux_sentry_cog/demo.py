@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
 import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import discord
 import sentry_sdk
@@ -29,12 +32,19 @@ from discord.ext import commands
 from tux_sentry_cog.config import SentryCogConfig
 from tux_sentry_cog.core.tracing import track_database_operation
 from tux_sentry_cog.testing.interactions import InteractionDriver
-from tux_sentry_cog.testing.server import SentryEndpoint, reset_sentry_sdk
+from tux_sentry_cog.testing.server import MAX_ENVELOPES, SentryEndpoint, reset_sentry_sdk
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-__all__ = ["DEMO_BOT_TOKEN", "DemoCommands", "run_demo"]
+__all__ = [
+    "DEMO_BOT_TOKEN",
+    "DemoCommands",
+    "TransportTap",
+    "message_text",
+    "run_demo",
+    "spotlight_dsn",
+]
 
 #: The demo's fake Discord API error: what a bot gets when it lacks a permission.
 _MISSING_PERMISSIONS = {"code": 50013, "message": "Missing Permissions"}
@@ -72,8 +82,9 @@ class DemoCommands(commands.Cog):
     """What a small bot has: commands that work, and commands that fail."""
 
     def __init__(self) -> None:
-        """The slowdown switch for the anomaly step."""
+        """The slowdown switch for the anomaly step, and the export attempts."""
         self.lookup_ms = 2.0
+        self.exports = 0
 
     @commands.command()
     async def ping(self, ctx: commands.Context[Any]) -> None:
@@ -118,6 +129,16 @@ class DemoCommands(commands.Cog):
         await asyncio.wait_for(asyncio.sleep(1), timeout=0.01)
 
     @commands.command()
+    async def export(self, ctx: commands.Context[Any]) -> None:
+        """Fail twice in two ways: storage times out, then the retry cannot write."""
+        self.exports += 1
+        if self.exports == 1:
+            msg = "archive storage did not answer"
+            raise TimeoutError(msg)
+        msg = "archive folder is read-only"
+        raise PermissionError(msg)
+
+    @commands.command()
     async def lookup(self, ctx: commands.Context[Any]) -> None:
         """Take lookup_ms; the demo slows it down to trigger an anomaly."""
         await asyncio.sleep(self.lookup_ms / 1000)
@@ -154,12 +175,41 @@ async def _quiet(step: Callable[[], Awaitable[Any]]) -> None:
         await step()
 
 
+#: The demo's guilds: each failing step runs in a guild of its own, as on a bot in many
+#: servers, so the only related errors are the ones that are (the export run twice).
+GUILDS = ("Main", "Ops", "Weather", "Profiles", "Reports", "Polls", "Archive")
+
+
+async def _spike_and_slowdown(
+    message: Callable[[str], Awaitable[Any]], demo: DemoCommands, number: int, labelled: int
+) -> None:
+    _say(f"  [{number + 1:>2}/{labelled}] an error spike: !divide 2 0 six times")
+    for _ in range(6):
+        await _quiet(lambda: message("!divide 2 0"))
+    _say(f"  [{number + 2:>2}/{labelled}] a slowdown: !lookup 60 times at 2 ms, then at 60 ms")
+    for _ in range(60):
+        await _quiet(lambda: message("!lookup"))
+    demo.lookup_ms = 60.0
+    for _ in range(12):
+        await _quiet(lambda: message("!lookup"))
+
+
+def _members_by_guild(test: Any) -> dict[str, list[discord.Member]]:
+    config = test.get_config()
+    return {g.name: [m for m in config.members if m.guild == g] for g in config.guilds}
+
+
 async def _workload(bot: commands.Bot, test: Any, demo: DemoCommands) -> discord.Embed | None:
     driver = InteractionDriver(bot)
-    owner, stranger = test.get_config().members[:2]
+    members = _members_by_guild(test)
+    owner, stranger = members["Main"][:2]
     bot.owner_id = owner.id
     bot.add_view(DemoView())
     message = test.message
+
+    def in_guild(name: str, content: str) -> Callable[[], Awaitable[Any]]:
+        member = members[name][0]
+        return lambda: message(content, channel=member.guild.text_channels[0], member=member)
 
     async def as_stranger(content: str) -> None:
         await message(content, member=stranger)
@@ -172,25 +222,30 @@ async def _workload(bot: commands.Bot, test: Any, demo: DemoCommands) -> discord
         ("permission: a stranger runs !shutdown", lambda: as_stranger("!shutdown")),
         ("cooldown: !daily twice", lambda: message("!daily")),
         ("", lambda: message("!daily")),
-        ("Discord API error 50013: !purge", lambda: message("!purge")),
-        ("timeout: !weather", lambda: message("!weather")),
+        ("Discord API error 50013: !purge (guild Ops)", in_guild("Ops", "!purge")),
+        ("timeout: !weather (guild Weather)", in_guild("Weather", "!weather")),
         (
             "a database span, a private argument, an id in the error: !profile call me",
-            lambda: message("!profile call me at 555-0100"),
+            in_guild("Profiles", "!profile call me at 555-0100"),
         ),
         (
             "a slash command that works: /greet",
             lambda: driver.slash("greet", {"name": "ana"}, member=owner),
         ),
         (
-            "a slash command that fails after 50 ms: /report",
-            lambda: driver.slash("report", {"text": "quarterly"}, member=owner),
+            "a slash command that fails after 50 ms: /report (guild Reports)",
+            lambda: driver.slash("report", {"text": "quarterly"}, member=members["Reports"][0]),
         ),
         (
-            "a button that works and one that fails",
-            lambda: driver.component("demo:vote", member=owner),
+            "a button that works and one that fails (guild Polls)",
+            lambda: driver.component("demo:vote", member=members["Polls"][0]),
         ),
-        ("", lambda: driver.component("demo:results", member=owner)),
+        ("", lambda: driver.component("demo:results", member=members["Polls"][0])),
+        (
+            "a related pair: !export times out, the retry fails another way (guild Archive)",
+            in_guild("Archive", "!export"),
+        ),
+        ("", in_guild("Archive", "!export")),
     ]
     number = 0
     labelled = sum(1 for label, _ in steps if label) + 3
@@ -200,21 +255,8 @@ async def _workload(bot: commands.Bot, test: Any, demo: DemoCommands) -> discord
             _say(f"  [{number:>2}/{labelled}] {label}")
         await _quiet(step)
 
-    number += 1
-    _say(f"  [{number:>2}/{labelled}] an error spike: !divide 2 0 six times")
-    for _ in range(6):
-        await _quiet(lambda: message("!divide 2 0"))
-
-    number += 1
-    _say(f"  [{number:>2}/{labelled}] a slowdown: !lookup 60 times at 2 ms, then at 60 ms")
-    for _ in range(60):
-        await _quiet(lambda: message("!lookup"))
-    demo.lookup_ms = 60.0
-    for _ in range(12):
-        await _quiet(lambda: message("!lookup"))
-
-    number += 1
-    _say(f"  [{number:>2}/{labelled}] the owner asks: !sentry status")
+    await _spike_and_slowdown(message, demo, number, labelled)
+    _say(f"  [{labelled:>2}/{labelled}] the owner asks: !sentry status (answered in a DM)")
     while not test.sent_queue.empty():
         test.get_message()
     await _quiet(lambda: message("!sentry status", member=owner))
@@ -232,11 +274,110 @@ def _ts(value: Any) -> float:
     return datetime.fromisoformat(str(value)).timestamp()
 
 
-def _report(endpoint: SentryEndpoint, cog: Any, embed: discord.Embed | None) -> dict[str, Any]:
-    events = endpoint.events()
+class TransportTap:
+    """What the SDK handed its transport: the report's source when events go elsewhere.
+
+    With ``--dsn`` or ``--spotlight`` the envelopes go to a server the demo cannot read
+    back, so the demo keeps a copy of each envelope as the SDK hands it to the transport
+    (``Transport.capture_envelope``, public API); what Sentry answered is the cog's
+    delivery ledger's to say. Bounded like the local endpoint.
+    """
+
+    def __init__(self) -> None:
+        """Start empty; :meth:`install` starts the copying."""
+        self._items: list[tuple[str, Any]] = []
+
+    def install(self, transport: Any) -> None:
+        """Copy every envelope ``transport`` is given from now on."""
+        original = transport.capture_envelope
+        items = self._items
+
+        def capture_envelope(envelope: Any) -> Any:
+            with contextlib.suppress(Exception):  # the copy must never cost the envelope
+                for item in envelope.items:
+                    payload: Any = item.payload.json
+                    if payload is None:
+                        payload = json.loads(item.payload.get_bytes() or b"null")
+                    if len(items) < MAX_ENVELOPES:
+                        items.append((str(item.type), payload))
+            return original(envelope)
+
+        transport.capture_envelope = capture_envelope
+
+    def items(self, item_type: str) -> list[Any]:
+        """Payloads of every item of ``item_type``."""
+        return [payload for kind, payload in self._items if kind == item_type]
+
+    def events(self) -> list[dict[str, Any]]:
+        """Error and message events."""
+        return self.items("event")
+
+    def transactions(self) -> list[dict[str, Any]]:
+        """Transaction events."""
+        return self.items("transaction")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every metric of every ``trace_metric`` item."""
+        return [m for p in self.items("trace_metric") if isinstance(p, dict) for m in p["items"]]
+
+    def dump_json(self) -> str:
+        """Every item, as JSON (the shape of the local endpoint's dump)."""
+        return json.dumps(
+            [{"type": kind, "payload": payload} for kind, payload in self._items],
+            indent=2,
+            default=str,
+        )
+
+
+def message_text(event: dict[str, Any]) -> str | None:
+    """The text of a message event: its ``logentry`` (or a bare ``message``, if any)."""
+    logentry = event.get("logentry")
+    if isinstance(logentry, dict):
+        return str(logentry.get("formatted") or logentry.get("message") or "")
+    message = event.get("message")
+    return str(message) if message is not None else None
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values`` (not empty)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _transaction_rows(transactions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per transaction name: count, op, statuses, p50 and p95, span kinds."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for txn in transactions:
+        by_name.setdefault(str(txn.get("transaction")), []).append(txn)
+    rows: list[dict[str, Any]] = []
+    for name, runs in by_name.items():
+        durations = [(_ts(t["timestamp"]) - _ts(t["start_timestamp"])) * 1000 for t in runs]
+        statuses = Counter(str(t["contexts"]["trace"].get("status")) for t in runs)
+        spans = sorted(
+            {f"{s['op']} {s.get('description')}" for t in runs for s in t.get("spans", [])}
+        )
+        rows.append(
+            {
+                "name": name,
+                "op": runs[0]["contexts"]["trace"].get("op"),
+                "count": len(runs),
+                "p50_ms": _percentile(durations, 0.5),
+                "p95_ms": _percentile(durations, 0.95),
+                "statuses": dict(statuses),
+                "spans": spans,
+            }
+        )
+    return sorted(rows, key=lambda row: (-row["count"], row["name"]))
+
+
+def _report(
+    sent: SentryEndpoint | TransportTap, cog: Any, embed: discord.Embed | None
+) -> dict[str, Any]:
+    events = sent.events()
     errors = [e for e in events if "exception" in e]
     messages = [e for e in events if "exception" not in e]
-    transactions = endpoint.transactions()
+    transactions = sent.transactions()
     _say(f"\nError events sent: {len(errors)}")
     for event in errors:
         exc = event["exception"]["values"][-1]
@@ -248,48 +389,72 @@ def _report(endpoint: SentryEndpoint, cog: Any, embed: discord.Embed | None) -> 
             f"related={tags.get('error.related')}"
         )
         _say(f"    fingerprint={event.get('fingerprint')}")
+    related = [e for e in errors if e.get("tags", {}).get("error.related") == "yes"]
+    _say(f"\nRelated errors (error.related=yes): {len(related)}")
+    for event in related:
+        correlation = event["contexts"]["correlation"]
+        for earlier in correlation["related_errors"]:
+            _say(
+                f"  - {event['exception']['values'][-1]['type']} in "
+                f"{event['tags'].get('command.name')} <- {earlier['fingerprint']} "
+                f"({earlier['relation']}, {earlier['seconds_ago']:.1f} s before)"
+            )
     stats = cog.reporter.stats
     _say(
         f"User-caused errors kept as breadcrumbs and metrics, not sent: {stats.user_errors}"
     )
     _say(f"\nMessages the cog raised: {len(messages)}")
     for event in messages:
-        _say(f"  - [{event.get('level')}] {event.get('message')}  {event.get('fingerprint')}")
-    _say("\nError groups (fingerprint: count):")
+        _say(f"  - [{event.get('level')}] {message_text(event)}  {event.get('fingerprint')}")
+    _say("\nError groups sent (fingerprint: count):")
     for group, count in cog.reporter.top_groups(5):
         _say(f"  {count:>3}  {group}")
-    _say(f"\nTransactions sent: {len(transactions)} (by name, op, status, duration, spans)")
-    shown: set[tuple[str, str]] = set()
-    for txn in transactions:
-        trace = txn["contexts"]["trace"]
-        key = (txn["transaction"], str(trace.get("status")))
-        if key in shown:
-            continue
-        shown.add(key)
-        duration_ms = (_ts(txn["timestamp"]) - _ts(txn["start_timestamp"])) * 1000
-        spans = ", ".join(f"{s['op']} {s.get('description')}" for s in txn.get("spans", []))
+    rows = _transaction_rows(transactions)
+    _say(f"\nTransactions sent: {len(transactions)} in {len(rows)} names")
+    _say(f"  {'name':<22} {'op':<20} {'count':>5} {'p50':>9} {'p95':>9}  statuses")
+    for row in rows:
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(row["statuses"].items()))
         _say(
-            f"  - {txn['transaction']:<22} {trace['op']:<20} {trace.get('status'):<18}"
-            f"{duration_ms:8.1f} ms  {spans}"
+            f"  {row['name']:<22} {row['op']:<20} {row['count']:>5} "
+            f"{row['p50_ms']:>6.1f} ms {row['p95_ms']:>6.1f} ms  {statuses}"
         )
-    _report_metrics(endpoint)
+        if row["spans"]:
+            _say(f"  {'':<22} spans: {', '.join(row['spans'][:3])}")
+    _report_metrics(sent)
+    _report_delivery(cog)
     if embed is not None:
-        _say(f"\nThe status embed the owner saw: {embed.title}")
+        _say(f"\nThe status embed the owner saw (in a DM): {embed.title}")
         for field in embed.fields:
             text = str(field.value).replace("\n", " | ")
-            _say(f"  {field.name}: {text[:160]}")
+            _say(f"  {field.name}: {text[:200]}")
     return {
         "events": len(errors),
         "messages": len(messages),
+        "related": len(related),
         "transactions": len(transactions),
-        "metrics": sum(1 for _ in endpoint.metrics()),
+        "transaction_names": len(rows),
+        "metrics": sum(1 for _ in sent.metrics()),
         "status_embed": embed is not None,
     }
 
 
-def _report_metrics(endpoint: SentryEndpoint) -> None:
+def _report_delivery(cog: Any) -> None:
+    ledger = cog.connection.ledger
+    delivered = ", ".join(f"{n:,} {c}" for c, n in sorted(ledger.delivered.items())) or "nothing"
+    _say(f"\nWhat Sentry answered: accepted {delivered}")
+    if ledger.refused:
+        refused = ", ".join(f"{n:,} {c}" for c, n in sorted(ledger.refused.items()))
+        _say(f"  refused (429): {refused}")
+    if ledger.lost:
+        _say(
+            "  lost: "
+            + ", ".join(f"{n:,} {c} ({r})" for (c, r), n in sorted(ledger.lost.items()))
+        )
+
+
+def _report_metrics(sent: SentryEndpoint | TransportTap) -> None:
     totals: Counter[str] = Counter()
-    for metric in endpoint.metrics():
+    for metric in sent.metrics():
         if metric.get("type") == "counter":
             totals[metric["name"]] += int(metric["value"])
         else:
@@ -299,49 +464,82 @@ def _report_metrics(endpoint: SentryEndpoint) -> None:
         _say(f"  {name:<48} {total}")
 
 
+def spotlight_dsn(url: str | None) -> str:
+    """A DSN that sends to the Spotlight sidecar at ``url`` (its default address if none).
+
+    The SDK's ``spotlight=`` option posts every envelope on the calling thread (the event
+    loop, in a bot) and records an ``http.client`` span for each; a DSN goes through the
+    transport's worker thread like any Sentry.
+    """
+    parsed = urlsplit(url or "http://127.0.0.1:8969")
+    host = parsed.hostname or "127.0.0.1"
+    port = parsed.port or 8969
+    return f"{parsed.scheme or 'http'}://spotlight@{host}:{port}/1"
+
+
 async def run_demo(
     dsn: str | None = None, json_path: Path | None = None, spotlight: str | None = None
 ) -> dict[str, Any]:
-    """Run the scripted workload and print the report; return its totals."""
+    """Run the scripted workload and print the report; return its totals.
+
+    Args:
+        dsn: Send to this Sentry instead of a local endpoint.
+        json_path: Write every item sent there, as JSON.
+        spotlight: Send to the Spotlight sidecar at this URL (``""``: its default).
+    """
     try:
         import discord.ext.test as dpytest  # noqa: PLC0415 - an optional dependency
     except ImportError:
         _say('The demo needs dpytest: python -m pip install "tux-sentry-cog[testing]"')
         raise SystemExit(2) from None
     started = time.perf_counter()
+    if spotlight is not None:
+        dsn = spotlight_dsn(spotlight)
     with _endpoint(dsn) as endpoint:
         target = endpoint.dsn if endpoint is not None else str(dsn)
-        where = "your Sentry" if endpoint is None else f"a local Sentry on port {endpoint.port}"
-        _say(f"tux_sentry_cog demo: a real discord.py bot, a simulated Discord, {where}")
         if spotlight is not None:
-            # The bot's own init, as a bot owner would write it; the cog reuses it.
-            sentry_sdk.init(dsn=target, spotlight=spotlight or True, traces_sample_rate=1.0)
-            _say(f"Also sending to Spotlight at {spotlight or 'its default address'}")
+            where = f"Spotlight ({_host_of(target)})"
+        elif endpoint is None:
+            where = f"your Sentry ({_host_of(target)})"
+        else:
+            where = f"a local Sentry on port {endpoint.port}"
+        _say(f"tux_sentry_cog demo: a real discord.py bot, a simulated Discord, {where}")
         bot = commands.Bot(command_prefix="!", intents=discord.Intents.all())
         await bot._async_setup_hook()  # noqa: SLF001 - what Bot.start would do, without login
         demo = DemoCommands()
         await bot.add_cog(demo)
-        dpytest.configure(bot, members=2)
+        dpytest.configure(bot, guilds=list(GUILDS), members=2)
         bot.http.token = DEMO_BOT_TOKEN
         bot.sentry_cog_config = SentryCogConfig(dsn=target)  # type: ignore[attr-defined]
         await bot.load_extension("tux_sentry_cog")
         cog = bot.get_cog("Sentry")
+        tap: TransportTap | None = None
+        if endpoint is None:
+            tap = TransportTap()
+            tap.install(sentry_sdk.get_client().transport)
         _say("Loaded with: await bot.load_extension('tux_sentry_cog')\nWorkload:")
         embed = await _workload(bot, dpytest, demo)
         await bot.unload_extension("tux_sentry_cog")  # the last metric flush, then close
-        totals: dict[str, Any] = {}
+        sent: SentryEndpoint | TransportTap
         if endpoint is not None:
-            endpoint.wait_for(lambda e: bool(e.metrics()), timeout=3)
-            totals = _report(endpoint, cog, embed)
-            if json_path is not None:
-                await asyncio.to_thread(json_path.write_text, endpoint.dump_json())
-                _say(f"\nEnvelopes written to {json_path}")
+            await asyncio.to_thread(endpoint.wait_for, lambda e: bool(e.metrics()), 3)
+            sent = endpoint
         else:
-            _say("\nSent to your Sentry; look for the events tagged command.type.")
+            assert tap is not None  # noqa: S101 - set just above for this case
+            sent = tap
+            _say("\n(What the SDK handed its transport; Sentry's answers follow the report.)")
+        totals = _report(sent, cog, embed)
+        if json_path is not None:
+            await asyncio.to_thread(json_path.write_text, sent.dump_json())
+            _say(f"\nEnvelopes written to {json_path}")
         await dpytest.empty_queue()
         reset_sentry_sdk()
     _say(f"\nDone in {time.perf_counter() - started:.1f} s.")
     return totals
+
+
+def _host_of(dsn: str) -> str:
+    return urlsplit(dsn).hostname or "?"
 
 
 def main(argv: list[str]) -> int:
@@ -349,17 +547,18 @@ def main(argv: list[str]) -> int:
     import argparse  # noqa: PLC0415 - the CLI only
 
     parser = argparse.ArgumentParser(prog="python -m tux_sentry_cog demo")
-    parser.add_argument("--dsn", help="send to this Sentry DSN instead of a local endpoint")
-    parser.add_argument("--json", type=Path, help="write the captured envelopes to this file")
-    parser.add_argument(
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--dsn", help="send to this Sentry DSN instead of a local endpoint")
+    target.add_argument(
         "--spotlight",
         nargs="?",
         const="",
-        help="also send to Sentry Spotlight (optionally at this URL)",
+        help="send to the Sentry Spotlight sidecar (optionally at this URL) as a DSN",
     )
+    parser.add_argument("--json", type=Path, help="write the envelopes sent to this file")
     args = parser.parse_args(argv)
     totals = asyncio.run(run_demo(args.dsn, args.json, args.spotlight))
-    if args.dsn is None and not totals.get("events"):
+    if not totals.get("events"):
         _say("No event arrived: something is wrong.")
         return 1
     return 0

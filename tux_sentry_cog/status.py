@@ -7,23 +7,29 @@ Two parts, kept apart so the rendering is testable without Discord:
   snapshot holds (thousands of groups, hundreds of shards, huge command names).
 - :class:`StatusCommands` is a cog mixin with the hybrid group ``sentry`` (so both
   ``/sentry status`` and ``!sentry status`` work). Only the bot's owner may use it: the
-  single policy is :meth:`StatusCommands.cog_check`, which discord.py runs for the
-  prefix form and, for hybrid commands, for the slash form too. Anyone else gets a short
-  refusal (ephemeral as a slash command) and nothing else.
+  single policy is :meth:`StatusCommands._owner_only`, which every command of the group
+  runs first, in both forms. Anyone else gets one short refusal (ephemeral as a slash
+  command) and nothing else; the bot's own error handlers see no error. The slash
+  form answers ephemerally; the prefix form answers in the owner's DMs, never in the
+  channel.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, Any, Final, Self
 
 import discord
 import sentry_sdk
+from discord import app_commands
 from discord.ext import commands
 
 from tux_sentry_cog._version import __version__
 from tux_sentry_cog.core.payload import OwnCrumbData
+from tux_sentry_cog.core.runs import current_run
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
     from tux_sentry_cog.core.status import StatusSnapshot
 
 __all__ = [
+    "DM_FAILED_TEXT",
     "EMBED_FIELD_NAMES",
     "LOCAL_MODE_TEXT",
     "NOT_OWNER_TEXT",
@@ -75,6 +82,12 @@ NOT_OWNER_TEXT: Final = "Only the bot's owner can use `/sentry`."
 #: Refusal when another check (one of the bot's own) failed.
 REFUSED_TEXT: Final = "You cannot use this command here."
 
+#: Said in the channel when the prefix form cannot DM the owner; the status stays private.
+DM_FAILED_TEXT: Final = "I could not send you a DM; use `/sentry status` instead."
+
+#: Longest wait for Sentry's answer to ``/sentry test`` (seconds).
+TEST_EVENT_WAIT: Final = 5.0
+
 #: Message of the event ``/sentry test`` sends.
 TEST_EVENT_MESSAGE: Final = "tux_sentry_cog test event"
 
@@ -95,7 +108,7 @@ _MAX_TEXT = 120
 # MAX_TOTAL, so the final guard in build_status_embed only ever trims in corner cases.
 _FIELD_BUDGET: Final = {
     "Sentry": 700,
-    "Commands": 300,
+    "Commands": 400,
     "Errors": 400,
     "Top error groups": MAX_FIELD_VALUE,
     "Performance": MAX_FIELD_VALUE,
@@ -244,22 +257,34 @@ def _sentry_field(snapshot: StatusSnapshot) -> str:
 
 def _commands_field(snapshot: StatusSnapshot) -> str:
     executed, failed = snapshot.commands_executed, snapshot.commands_failed
+    user = snapshot.commands_user_errors
     lines = [
         f"**Executed:** {_count(executed)}",
         f"**Failed:** {_count(failed)} ({_percent(failed, executed)})",
+        f"**User errors:** {_count(user)} ({_percent(user, executed)}, not failures)",
         f"**Error rate:** {_rate(snapshot.error_rate_1m)} (1 min)",
         f"{_rate(snapshot.error_rate_5m)} (5 min)",
+        f"**User error rate:** {_rate(snapshot.user_error_rate_5m)} (5 min)",
     ]
     return _fit_lines(lines, _FIELD_BUDGET["Commands"], noun="lines")
 
 
 def _errors_field(snapshot: StatusSnapshot) -> str:
     event_id = snapshot.last_event_id
+    sent = snapshot.errors_sent
     lines = [
-        f"**Captured:** {_count(snapshot.errors_reported)}",
-        f"**Sent:** {_count(snapshot.errors_sent)}",
-        f"**Last event id:** {f'`{_clip(event_id, 64)}`' if event_id else _NA}",
+        (
+            f"**Captured:** {_count(snapshot.errors_reported)} "
+            f"({_count(snapshot.errors_user)} user errors)"
+        ),
+        (
+            f"**Sent:** {'unknown' if sent is None else _count(sent)} "
+            f"(accepted by Sentry, of {_count(snapshot.errors_queued)} queued)"
+        ),
     ]
+    if snapshot.errors_undelivered:
+        lines.append(f"**Not delivered:** {_count(snapshot.errors_undelivered)}")
+    lines.append(f"**Last event id:** {f'`{_clip(event_id, 64)}`' if event_id else _NA}")
     if snapshot.instrumentation_faults:
         lines.append(
             f"**Cog faults:** {_count(snapshot.instrumentation_faults)} (see the bot's log)"
@@ -272,7 +297,7 @@ def _groups_field(snapshot: StatusSnapshot) -> str:
     # depend on it to be right.
     groups = sorted(snapshot.top_groups, key=lambda group: group[1], reverse=True)
     if not groups:
-        return "No errors captured."
+        return "No error group sent yet."
     shown = groups[:_MAX_GROUPS]
     lines = [
         f"{rank}. {_user_text(fingerprint, _MAX_FINGERPRINT)} — **{_count(count)}**"
@@ -488,27 +513,31 @@ class StatusCommands(commands.Cog):
 
     # the owner-only policy ----------------------------------------------------------------
 
-    async def cog_check(self, ctx: commands.Context[Any]) -> bool:
-        """Let only the bot's owner run this cog's commands, in both forms.
+    async def _owner_only(self, ctx: commands.Context[Any]) -> bool:
+        """Let only the bot's owner through; refuse anyone else, once, and say no more.
 
-        discord.py runs ``cog_check`` for prefix commands, and for hybrid commands
-        invoked as slash commands too (``HybridAppCommand._check_can_run``), so this is
-        the one place the policy lives.
-
-        Raises:
-            commands.NotOwner: the author is not the owner; :meth:`cog_command_error`
-                turns it into the refusal.
+        The one place the policy lives; every command of the group starts with it. It
+        is not a ``cog_check``: a failed check raises ``CheckFailure``, which discord.py
+        always dispatches to the bot's own ``on_command_error`` too, so a bot whose
+        handler answers failed checks would refuse a second time. Here nothing is
+        raised: the refusal is recorded on the run as a ``NotOwner`` (a ``permission``
+        error, status ``permission_denied``, sent only with ``capture_user_errors``),
+        and answered once.
         """
-        if not await _is_owner(ctx):
-            raise commands.NotOwner("the /sentry commands are for the bot's owner only")
-        return True
+        if await _is_owner(ctx):
+            return True
+        refusal = commands.NotOwner("the /sentry commands are for the bot's owner only")
+        run = current_run.get()
+        if run is not None:
+            run.record_error(refusal)
+        await self._refuse(ctx, refusal)
+        return False
 
     async def cog_command_error(self, ctx: commands.Context[Any], error: Exception) -> None:
         """Refuse failed checks quietly; leave every other error to the usual paths.
 
-        Both forms of hybrid commands end here. A refusal is a handled user error: the
-        cog classifies ``CheckFailure`` as ``permission``, which is not sent as an event
-        by default, so only a breadcrumb records the attempt.
+        Both forms of hybrid commands end here. The owner check never raises (see
+        :meth:`_owner_only`); a failed check here is one of the bot's own global checks.
         """
         if isinstance(error, commands.CheckFailure):
             await self._refuse(ctx, error)
@@ -541,38 +570,85 @@ class StatusCommands(commands.Cog):
     # commands ---------------------------------------------------------------------------
     # The arg-type ignores: mypy cannot solve the type variables of discord.py's hybrid
     # decorators for any callback (discord.py issue #9788); the commands work as typed.
+    # default_permissions: once synced, Discord shows /sentry to administrators only
+    # (the owner check still decides; a server admin is not the bot's owner).
 
     @commands.hybrid_group(  # type: ignore[arg-type]
         name="sentry",
         description="Sentry observability of this bot (owner only).",
     )
+    @app_commands.default_permissions(administrator=True)
     async def sentry_group(self, ctx: commands.Context[Any]) -> None:
         """Show the Sentry status (``!sentry`` alone; the slash group needs a subcommand)."""
-        await self._send_status(ctx)
+        if await self._owner_only(ctx):
+            await self._send_status(ctx)
 
     @sentry_group.command(  # type: ignore[arg-type]
         name="status", description="Show the Sentry status of this bot."
     )
     async def sentry_status(self, ctx: commands.Context[Any]) -> None:
         """Show the Sentry status embed."""
-        await self._send_status(ctx)
+        if await self._owner_only(ctx):
+            await self._send_status(ctx)
 
     @sentry_group.command(  # type: ignore[arg-type]
         name="test", description="Send a test event to Sentry."
     )
     async def sentry_test(self, ctx: commands.Context[Any]) -> None:
-        """Send a test event and answer with its id (nothing is sent in local mode)."""
+        """Send a test event and say what Sentry answered (nothing is sent in local mode)."""
+        if not await self._owner_only(ctx):
+            return
         if not self.connection.active:
             text = f"Sentry is in {LOCAL_MODE_TEXT}; no test event was made."
         else:
+            # Waiting for Sentry's answer can take longer than an interaction's 3 s.
+            await ctx.defer(ephemeral=True)
             event_id = sentry_sdk.capture_message(TEST_EVENT_MESSAGE, level="info")
-            if event_id:
-                text = f"Sent a test event: `{event_id}`"
-            else:
-                text = "The test event was dropped before sending (a sampling or before_send)."
-        await ctx.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+            text = await self._test_outcome(event_id)
+        await self._answer(ctx, text)
+
+    async def _test_outcome(self, event_id: str | None) -> str:
+        if not event_id:
+            return "The test event was dropped before sending (a sampling or before_send)."
+        ledger = self.connection.ledger
+        if not ledger.deliveries_known:
+            return f"Queued a test event: `{event_id}` (this transport cannot say if it arrived)."
+        ledger.watch(event_id)
+        deadline = time.monotonic() + TEST_EVENT_WAIT
+        fate = ledger.fate(event_id)
+        while fate is None and time.monotonic() < deadline:
+            # The transport's thread answers; polling keeps the loop free meanwhile.
+            await asyncio.sleep(0.05)
+            fate = ledger.fate(event_id)
+        if fate is None:
+            return (
+                f"Queued a test event: `{event_id}`; Sentry has not answered within "
+                f"{TEST_EVENT_WAIT:g} s."
+            )
+        if fate.outcome == "delivered":
+            return f"Sentry accepted the test event: `{event_id}`"
+        return f"The test event `{event_id}` did not arrive: {fate.detail or fate.outcome}."
 
     async def _send_status(self, ctx: commands.Context[Any]) -> None:
         embed = build_status_embed(self.status_snapshot())
-        # Ephemeral for the slash form: the owner's data need not be read by the channel.
-        await ctx.send(embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        if _is_slash(ctx):
+            # Ephemeral: the owner's data is not for the channel.
+            await ctx.send(
+                embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+            return
+        # The prefix form cannot be ephemeral: the embed goes to the owner's DMs.
+        try:
+            await ctx.author.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException:
+            _log.info("tux_sentry_cog could not DM the status to the owner", exc_info=True)
+            await ctx.send(DM_FAILED_TEXT, allowed_mentions=discord.AllowedMentions.none())
+
+    async def _answer(self, ctx: commands.Context[Any], text: str) -> None:
+        if _is_slash(ctx) or ctx.guild is None:
+            await ctx.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+            return
+        try:
+            await ctx.author.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException:
+            await ctx.send(DM_FAILED_TEXT, allowed_mentions=discord.AllowedMentions.none())

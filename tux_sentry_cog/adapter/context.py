@@ -53,7 +53,7 @@ class SourceInfo(NamedTuple):
 
     Attributes:
         name: Qualified command name, or a fixed label ("unknown") — never user text.
-        command_type: SPEC.md's ``command.type``.
+        command_type: The ``command.type`` tag (docs/events.md).
         cog: Cog name, if any.
         guild_id: Guild id or ``"dm"``.
         user_id: The invoking user's id.
@@ -365,7 +365,7 @@ def _describe_value(value: Any, send_pii: bool) -> dict[str, Any]:
 
 
 class SentryContextCollector:
-    """Collects the event contexts of SPEC.md from a command context or an interaction.
+    """Collects the event contexts of docs/events.md from a command context or an interaction.
 
     Args:
         send_pii: Include usernames and parameter values.
@@ -383,7 +383,7 @@ class SentryContextCollector:
         source: ContextOrInteraction,
         additional_context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Every context group of the plan for ``error`` raised from ``source``.
+        """Every event context group for ``error`` raised from ``source``.
 
         Groups: ``error``, ``command``, ``discord_user``, ``guild``, ``channel``,
         ``system``, ``performance``, plus ``additional_context``.

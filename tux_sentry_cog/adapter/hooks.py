@@ -237,6 +237,7 @@ class BotInstrumentation:
         self.active_runs = 0
         self.completed_runs = 0
         self.failed_runs = 0
+        self.user_failed_runs = 0
 
     # serving -----------------------------------------------------------------------------
 
@@ -518,13 +519,20 @@ class BotInstrumentation:
         run.ended = True  # its arguments are parsed: the scrubber may keep its values
         try:
             handled = _has_local_handler(source) if run.errors else False
+            user_caused_only = True
             for error in run.errors:
                 report = self._collector.build_report(error, source, run, handled, info)
                 classification = self._reporter.report(report)
                 if classification is not None and status == "ok":
                     status = TRANSACTION_STATUS[classification.category]
+                if classification is None or not classification.user_caused:
+                    user_caused_only = False
             if run.errors:
-                self.failed_runs += 1
+                # A user's typo is not the bot failing: the status counts it apart.
+                if user_caused_only:
+                    self.user_failed_runs += 1
+                else:
+                    self.failed_runs += 1
             self.completed_runs += 1
             if self._on_run_end is not None:
                 self._on_run_end(run, info, status)

@@ -1,17 +1,18 @@
-"""The cog's background work: metric flushes, resource samples, performance and gateway.
+"""The cog's metrics and background work: resource samples, performance and gateway.
 
-Two ``discord.ext.tasks`` loops, started on load and stopped on unload:
+Metrics are recorded through the SDK where they are measured (see
+:mod:`tux_sentry_cog.core.metrics`): a command's at the end of its run, inside it. Two
+``discord.ext.tasks`` loops, started on load and stopped on unload:
 
-- the flush loop (``TUX_SENTRY_FLUSH_INTERVAL``) drains the metrics buffer and sends it
-  through the SDK in chunks (:func:`~tux_sentry_cog.core.metrics.emit`), adding the
-  ``errors.rate`` gauge; it runs a last time on unload, so nothing buffered is lost;
+- the rate loop (``TUX_SENTRY_FLUSH_INTERVAL``) records the ``errors.rate`` gauge, and
+  once more on unload;
 - the resource loop (``TUX_SENTRY_RESOURCE_INTERVAL``) samples memory, CPU, threads,
   open files, asyncio tasks, event-loop lag and gateway latency per shard, records the
   gauges, and raises ``High resource usage`` when a threshold is exceeded three samples
   in a row.
 
-Both loops catch and log every fault: a failing psutil call degrades one figure, a
-failing flush loses that interval's metrics, and neither stops the loop.
+Both loops catch and log every fault: a failing psutil call degrades one figure, and
+neither stops the loop.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from discord.ext import tasks
 
 from tux_sentry_cog.adapter.hooks import add_finished_breadcrumb
 from tux_sentry_cog.core.limits import clamp_tags
-from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter, emit, hand_off
+from tux_sentry_cog.core.metrics import MetricsRecorder, SlidingWindowCounter
 from tux_sentry_cog.core.payload import OwnCrumbData
 from tux_sentry_cog.core.performance import PerformanceMonitor, ResourceWatch
 from tux_sentry_cog.core.reporters import BusinessMetricsReporter, ErrorMetricsReporter
@@ -45,23 +46,14 @@ if TYPE_CHECKING:
     from tux_sentry_cog.core.performance import PerformanceAnomaly, ResourceAlert
     from tux_sentry_cog.core.runs import CommandRun
 
-__all__ = ["MAX_VALUES_PER_KEY", "Telemetry"]
+__all__ = ["Telemetry"]
 
 _log = logging.getLogger(__name__)
-
-#: Kept values per distribution series and flush interval. A busy command keeps a
-#: uniform sample of its durations; its exact count is in ``commands.executed``. This
-#: bounds a full flush to what the SDK can send without stalling the bot.
-MAX_VALUES_PER_KEY = 50
 
 #: Gateway events kept for the status report.
 MAX_GATEWAY_EVENTS = 20
 
 _INTERACTION_TYPES = frozenset({"slash", "context_menu", "component", "modal", "hybrid"})
-
-
-#: Longest wait for the transport per hand-off (see :func:`~tux_sentry_cog.core.metrics.hand_off`).
-HANDOFF_TIMEOUT = 2.0
 
 
 class Telemetry:
@@ -80,37 +72,41 @@ class Telemetry:
         self.bot = bot
         self.config = config
         self.connection = connection
-        self.buffer = MetricsBuffer(max_values_per_key=MAX_VALUES_PER_KEY)
+        self.metrics = MetricsRecorder(config.metric_prefix, lambda: connection.active)
         self.error_window = SlidingWindowCounter(window_seconds=300, bucket_seconds=1)
-        self.errors = ErrorMetricsReporter(self.buffer, self.error_window)
-        self.business = BusinessMetricsReporter(self.buffer)
+        self.user_error_window = SlidingWindowCounter(window_seconds=300, bucket_seconds=1)
+        self.errors = ErrorMetricsReporter(
+            self.metrics, self.error_window, self.user_error_window
+        )
+        self.business = BusinessMetricsReporter(self.metrics)
         self.performance = PerformanceMonitor()
         self.sampler = ResourceSampler()
         self.watch = ResourceWatch(config.memory_threshold_mb, config.cpu_threshold_percent)
         self.last_sample: ResourceSample | None = None
         self.gateway_events: deque[str] = deque(maxlen=MAX_GATEWAY_EVENTS)
-        self.flushes = 0
+        self.rate_gauges = 0
         self.flush_failures = 0
-        self.emitted = 0
         self._flush_loop = tasks.loop(seconds=config.flush_interval)(self._flush)
         self._resource_loop = tasks.loop(seconds=config.resource_interval)(self._sample)
 
     # lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Publish the buffer for the bot's own code and start both loops."""
-        SHARED.active["metrics"] = self.buffer
+        """Publish the recorder for the bot's own code and start both loops."""
+        SHARED.active["metrics"] = self.metrics
         SHARED.active["error_window"] = self.error_window
+        SHARED.active["user_error_window"] = self.user_error_window
         self._flush_loop.start()
         self._resource_loop.start()
 
     async def stop(self) -> None:
-        """Stop the loops and flush what is left, before the client is closed."""
+        """Stop the loops and record the last ``errors.rate``, before the client is closed."""
         for loop in (self._flush_loop, self._resource_loop):
             loop.cancel()
-        if SHARED.active.get("metrics") is self.buffer:
+        if SHARED.active.get("metrics") is self.metrics:
             SHARED.active.pop("metrics", None)
             SHARED.active.pop("error_window", None)
+            SHARED.active.pop("user_error_window", None)
         await self.flush()
 
     # per command ---------------------------------------------------------------------
@@ -128,7 +124,7 @@ class Telemetry:
             duration,
         )
         if run.first_response_ms is not None and run.command_type in _INTERACTION_TYPES:
-            self.buffer.distribution(
+            self.metrics.distribution(
                 "interactions.response_time",
                 run.first_response_ms,
                 "millisecond",
@@ -145,7 +141,7 @@ class Telemetry:
             add_finished_breadcrumb(run)  # a failed run has it already (hooks.py)
         sentry_sdk.capture_event(
             {
-                "message": f"Performance anomaly: {anomaly.command}",
+                "logentry": {"message": f"Performance anomaly: {anomaly.command}"},
                 "level": "warning",
                 "fingerprint": ["performance-anomaly", anomaly.command],
                 "tags": clamp_tags({**info.tags(), "performance.anomaly": "yes"}),
@@ -184,37 +180,29 @@ class Telemetry:
     # loops --------------------------------------------------------------------------
 
     async def flush(self) -> int:
-        """Drain the buffer and send it; return the number of items sent."""
+        """Record the ``errors.rate`` gauge; return the number of items recorded (0 or 1).
+
+        Every other metric went to the SDK when it was measured; the SDK's batcher sends
+        them. Nothing is flushed here: the client (perhaps the owner's) is left alone.
+        """
         try:
-            self.buffer.gauge(
+            before = self.metrics.recorded
+            self.metrics.gauge(
                 "errors.rate",
                 self.error_window.rate_per_minute(60),
                 None,
                 {"time_window": "1m"},
             )
-            batch = self.buffer.drain()
-            self.flushes += 1
-            if not self.connection.active:
-                return 0  # local mode: the counters feed the status report only
-            sent = await emit(
-                batch, self.config.metric_prefix, handoff=self._handoff, pause_gc=True
-            )
-            self.emitted += sent
-            return sent
-        except asyncio.CancelledError:
-            raise
+            self.rate_gauges += 1
+            return self.metrics.recorded - before
         except Exception:
             self.flush_failures += 1
             _log.exception("tux_sentry_cog could not flush metrics")
             return 0
 
-    async def _handoff(self) -> bool:
-        client = self.connection.client
-        return client is not None and await hand_off(client, HANDOFF_TIMEOUT)
-
     async def _flush(self) -> None:
         if self._flush_loop.current_loop == 0:
-            return  # tasks.loop runs at once on start; the first flush is one interval in
+            return  # tasks.loop runs at once on start; the first gauge is one interval in
         await self.flush()
 
     async def _sample(self) -> None:
@@ -235,14 +223,14 @@ class Telemetry:
         with contextlib.suppress(RuntimeError):
             sample.asyncio_tasks = len(asyncio.all_tasks())
         self.last_sample = sample
-        buffer = self.buffer
+        metrics = self.metrics
         if sample.memory_mb is not None:
-            buffer.gauge("system.memory_usage", sample.memory_mb, "mebibyte")
+            metrics.gauge("system.memory_usage", sample.memory_mb, "mebibyte")
         if sample.cpu_percent is not None:
-            buffer.gauge("system.cpu_usage", sample.cpu_percent, "percent")
-        buffer.gauge("system.event_loop_lag", sample.event_loop_lag_ms, "millisecond")
+            metrics.gauge("system.cpu_usage", sample.cpu_percent, "percent")
+        metrics.gauge("system.event_loop_lag", sample.event_loop_lag_ms, "millisecond")
         for shard_id, latency in self.latencies_ms().items():
-            buffer.gauge(
+            metrics.gauge(
                 "gateway.latency",
                 latency,
                 "millisecond",
@@ -271,7 +259,7 @@ class Telemetry:
         }
         sentry_sdk.capture_event(
             {
-                "message": "High resource usage",
+                "logentry": {"message": "High resource usage"},
                 "level": "warning",
                 "fingerprint": ["high-resource-usage"],
                 "contexts": {"resources": context},

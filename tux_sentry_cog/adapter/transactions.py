@@ -3,7 +3,7 @@
 The transaction is made the current span of the run's isolation scope, so spans the
 bot's code opens during the command (``track_database_operation``, the SDK's aiohttp
 spans) are its children. Started from a listener instead, it would be current in the
-listener's task only (NOTES.md).
+listener's task only.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _own_decision(options: dict[str, Any]) -> bool | None:
     """Sample here when the SDK would only roll the configured rate.
 
     An unsampled transaction still costs a transaction object, its finish and a debug
-    log line in the SDK (~30 µs, NOTES.md); deciding first lets an unsampled run make
+    log line in the SDK (~30 µs); deciding first lets an unsampled run make
     none. With a ``traces_sampler`` the owner's function decides, so ``None`` is
     returned and the SDK is left to it.
     """
@@ -88,7 +88,7 @@ def _start(op: str, name: str) -> Any:
 
 
 class EnhancedTransactionManager:
-    """Starts and finishes command transactions (the plan's name and methods)."""
+    """Starts and finishes command transactions (the documented public methods)."""
 
     def start_command_transaction(
         self, source: ContextOrInteraction, command_name: str | None = None

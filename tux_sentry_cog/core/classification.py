@@ -23,7 +23,7 @@ __all__ = [
 
 
 class ErrorCategory(StrEnum):
-    """SPEC.md's error categories (the ``error.category`` tag)."""
+    """The error categories (the ``error.category`` tag)."""
 
     USER_INPUT = "user_input"
     PERMISSION = "permission"
@@ -141,7 +141,7 @@ class ErrorClassifier:
         return Classification(category, severity)
 
 
-#: Transaction status of a run that ended in an error of each category (SPEC.md).
+#: Transaction status of a run that ended in an error of each category (docs/events.md).
 TRANSACTION_STATUS: dict[ErrorCategory, str] = {
     ErrorCategory.USER_INPUT: "invalid_argument",
     ErrorCategory.PERMISSION: "permission_denied",

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +20,8 @@ import sentry_sdk
 import sentry_sdk.transport
 from sentry_sdk.utils import Dsn
 
+from tux_sentry_cog.core.delivery import DeliveryLedger
+from tux_sentry_cog.core.metrics import STRUCTURAL
 from tux_sentry_cog.core.runs import current_run
 
 if TYPE_CHECKING:
@@ -39,14 +39,6 @@ NOT_DISCORD_HOSTS = (
     r"^(?!\w+://(?:[^/?#@]*@)?(?:[^/?#:]*\.)?"
     r"(?:discord\.com|discordapp\.com|discord\.gg|discordapp\.net|discord\.media)(?:[:/?#]|$))"
 )
-
-#: The SDK's reasons for a lost event that mean Sentry could not be reached or refused.
-TRANSPORT_LOSSES = frozenset(
-    {"network_error", "queue_overflow", "ratelimit_backoff", "send_error", "buffer_overflow"}
-)
-
-#: Drops older than this are history, not a problem to show.
-RECENT_LOSS_SECONDS = 300.0
 
 #: Seconds to wait for buffered events when the cog unloads.
 FLUSH_TIMEOUT = 5.0
@@ -72,6 +64,43 @@ async def flush_off_loop(client: Any, seconds: float) -> None:
         await client.flush_async(seconds)
     else:
         await asyncio.to_thread(client.flush, seconds)
+
+def _seconds(value: float) -> str:
+    seconds = max(0, round(value))
+    if seconds < 120:  # noqa: PLR2004 - up to two minutes, seconds read best
+        return f"{seconds} s"
+    if seconds < 7200:  # noqa: PLR2004
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+#: Metrics per envelope for a client the cog owns (the SDK's default is 1,000).
+METRIC_BATCH_SIZE = 100
+
+
+def _small_metric_batches(client: Any) -> None:
+    """Have the SDK send the metrics of the cog's own client 100 at a time, not 1,000.
+
+    The SDK keeps each metric (a dict of attribute dicts) in its batcher until it has
+    1,000 or 5 s have passed. At hundreds of commands a second (three metrics each) that
+    is long enough for them to reach the collector's oldest generation, and they set off
+    full garbage collections, each a pause as long as a walk of the whole heap (60-130
+    ms in ``benchmarks/bench_load.py``; none in 60 s with batches of 100). There is no
+    option for it: the batcher's class constant is set on this client's batcher only,
+    probed first; a client the bot owns is left as it is.
+    """
+    batcher = getattr(client, "metrics_batcher", None)
+    if batcher is None:
+        return  # metrics off in this client
+    if not isinstance(getattr(batcher, "MAX_BEFORE_FLUSH", None), int):
+        _log.warning(
+            "tux_sentry_cog: sentry-sdk %s has no metric batch size to set; metrics go "
+            "in the SDK's default batches",
+            sentry_sdk.VERSION,
+        )
+        return
+    batcher.MAX_BEFORE_FLUSH = min(batcher.MAX_BEFORE_FLUSH, METRIC_BATCH_SIZE)
+
 
 _REPORTED_ATTR = "__tux_sentry_reported__"
 
@@ -167,10 +196,9 @@ class SentryConnection:
         self._previous_hooks: dict[str, Any] = {}
         self._installed_hooks: dict[str, EventHook] = {}
         self._secrets_of: tuple[str | None, tuple[str, ...]] = (None, ())
-        # What the transport dropped, by reason, for the status report.
-        self.lost: dict[str, int] = {}
-        self._last_loss = 0.0
-        self._transport_patch: tuple[Any, Any] | None = None
+        # What the transport delivered, refused and dropped, for the status report.
+        self.ledger = DeliveryLedger()
+        self._transport_patch: tuple[Any, list[tuple[str, Any]]] | None = None
 
     @property
     def active(self) -> bool:
@@ -233,6 +261,7 @@ class SentryConnection:
             # works on every SDK version whatever its init signature accepts.
             self._chain_hooks(self._client)
             self._watch_transport(self._client)
+            _small_metric_batches(self._client)
         else:
             self.mode = ClientMode.LOCAL
         _log.info("Sentry cog started in %s mode", self.mode.value)
@@ -262,52 +291,101 @@ class SentryConnection:
     # transport health -------------------------------------------------------------------
 
     def _watch_transport(self, client: Any) -> None:
-        """Count what the transport drops (Sentry down, 5xx, 429), for the status report.
+        """Follow what the transport delivers, what Sentry refuses and what is lost.
 
-        The SDK drops events it cannot send, by design (NOTES.md); it says so only through
-        ``record_lost_event``. Wrapped on this transport instance, and unwrapped on stop.
+        The SDK has no public delivery callback. Its losses go through the public
+        ``record_lost_event`` (the client-report accounting); deliveries and 429s only
+        through the transport's response handler, an internal probed here: without it,
+        one warning says the delivery figures are unknown, and the rest works. Both are
+        wrapped on this transport instance only, and unwrapped on stop.
         """
         transport = getattr(client, "transport", None)
-        original = getattr(transport, "record_lost_event", None)
-        if transport is None or original is None:
+        if transport is None:
             return
-        lost = self.lost
+        ledger = self.ledger
+        patches: list[tuple[str, Any]] = []
+        record = getattr(transport, "record_lost_event", None)
+        if callable(record):
 
-        def record_lost_event(reason: str, *args: Any, **kwargs: Any) -> None:
-            try:
-                # Events hooks drop on purpose (duplicates, sampling) are not trouble.
-                if reason in TRANSPORT_LOSSES:
-                    lost[reason] = lost.get(reason, 0) + 1
-                    self._last_loss = time.monotonic()
-            finally:
-                original(reason, *args, **kwargs)
+            def record_lost_event(
+                reason: str,
+                data_category: Any = None,
+                item: Any = None,
+                *args: Any,
+                **kwargs: Any,
+            ) -> Any:
+                try:
+                    quantity = kwargs.get("quantity", args[0] if args else 1)
+                    ledger.on_lost(reason, data_category, item, int(quantity))
+                except Exception:
+                    _log.debug("tux_sentry_cog could not count a lost item", exc_info=True)
+                return record(reason, data_category, item, *args, **kwargs)
 
-        transport.record_lost_event = record_lost_event
-        self._transport_patch = (transport, record_lost_event)
+            transport.record_lost_event = record_lost_event
+            patches.append(("record_lost_event", record_lost_event))
+        handle = getattr(transport, "_handle_response", None)
+        disabled = getattr(transport, "_disabled_until", None)
+        if callable(handle) and isinstance(disabled, dict):
+
+            def handle_response(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    response = kwargs.get("response", args[0] if args else None)
+                    envelope = kwargs.get("envelope", args[1] if len(args) > 1 else None)
+                    if response is not None:
+                        ledger.on_response(int(response.status), envelope)
+                except Exception:
+                    _log.debug("tux_sentry_cog could not count a response", exc_info=True)
+                return handle(*args, **kwargs)
+
+            transport._handle_response = handle_response  # noqa: SLF001 - see docstring
+            patches.append(("_handle_response", handle_response))
+            ledger.bind_rate_limits(disabled)
+            ledger.deliveries_known = True
+        else:
+            _log.warning(
+                "tux_sentry_cog: the Sentry transport (%s, sentry-sdk %s) does not expose "
+                "its responses; /sentry status cannot show what Sentry accepted",
+                type(transport).__name__,
+                sentry_sdk.VERSION,
+            )
+        self._transport_patch = (transport, patches)
 
     def _unwatch_transport(self) -> None:
         if self._transport_patch is not None:
-            transport, wrapper = self._transport_patch
-            if transport.__dict__.get("record_lost_event") is wrapper:
-                del transport.record_lost_event
+            transport, patches = self._transport_patch
+            for name, wrapper in patches:
+                if transport.__dict__.get(name) is wrapper:
+                    delattr(transport, name)
             self._transport_patch = None
 
     def transport_problem(self) -> str | None:
-        """What is wrong with sending to Sentry now, in a few words; ``None`` if nothing."""
-        client = self._client
-        if client is None:
+        """What is wrong with sending to Sentry now, in a few words; ``None`` if nothing.
+
+        Rate limits are named by category with the time left, and only while they last;
+        refusals and losses of the last five minutes by category and quantity.
+        """
+        if self._client is None:
             return None
         problems: list[str] = []
-        try:
-            disabled = getattr(client.transport, "_disabled_until", None) or {}
-            now = datetime.now(UTC)
-            if any(until > now for until in disabled.values()):
-                problems.append("rate limited by Sentry")
-        except Exception:
-            _log.debug("transport rate limits unreadable", exc_info=True)
-        if self.lost and time.monotonic() - self._last_loss < RECENT_LOSS_SECONDS:
-            reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.lost.items()))
-            problems.append(f"dropped: {reasons}")
+        limits = self.ledger.rate_limits()
+        if limits:
+            parts = [
+                f"{limit.category or 'all categories'} for {_seconds(limit.seconds_left)} "
+                f"(until {limit.until:%H:%M:%S} UTC)"
+                for limit in limits
+            ]
+            problems.append("rate limited by Sentry: " + ", ".join(parts))
+        refused = self.ledger.recent_refusals()
+        if refused:
+            parts = [f"{count:,} {category}" for category, count in sorted(refused.items())]
+            problems.append("refused by Sentry (429): " + ", ".join(parts))
+        lost = self.ledger.recent_losses()
+        if lost:
+            parts = [
+                f"{count:,} {category} ({reason})"
+                for (category, reason), count in sorted(lost.items())
+            ]
+            problems.append("dropped: " + ", ".join(parts))
         return "; ".join(problems) or None
 
     # before_send chaining -------------------------------------------------------------
@@ -360,7 +438,8 @@ class SentryConnection:
                 # no user id is ever a metric attribute. Nothing else is dropped.
                 for key in [k for k in attributes if str(k).startswith("user.")]:
                     del attributes[key]
-                scrubber.scrub_attributes(attributes)
+                if attributes.pop(STRUCTURAL, None) is None:
+                    scrubber.scrub_attributes(attributes)
             return metric if previous is None else previous(metric, hint)
 
         return before_send_metric

@@ -139,7 +139,7 @@ def _part(context: Mapping[str, Any], group: str, key: str) -> str:
 
 
 class ErrorFingerprintGenerator:
-    """Generates the ``event.fingerprint`` of SPEC.md.
+    """Generates the ``event.fingerprint`` of docs/events.md.
 
     Args:
         ignored_modules: Module prefixes skipped when looking for the error's location

@@ -1,8 +1,9 @@
 """Sentry's ingestion limits, applied before sending so nothing of ours gets trimmed.
 
 Sentry cuts tag keys at 32 characters, tag values at 200 and context strings at 8,192
-(NOTES.md). Cutting here, at a known place and with a visible ellipsis, beats a silent
-cut at ingestion, and keeps the payload the owner sees equal to the one in Sentry.
+(measured with Sentry's own normaliser, sentry-relay). Cutting here, at a known place and
+with a visible ellipsis, beats a silent cut at ingestion, and keeps the payload the owner
+sees equal to the one in Sentry.
 """
 
 from __future__ import annotations

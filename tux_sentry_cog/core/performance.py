@@ -102,7 +102,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: Upper bounds (exclusive) of the ``performance_tier`` values, in milliseconds (SPEC.md).
+#: Upper bounds (exclusive) of the ``performance_tier`` values, in milliseconds (docs/metrics.md).
 FAST_MS = 100.0
 NORMAL_MS = 500.0
 SLOW_MS = 2000.0
@@ -182,7 +182,7 @@ class PerformanceAnomaly:
         return self.observed_ms / self.baseline_p50_ms if self.baseline_p50_ms > 0 else math.inf
 
     def as_context(self) -> dict[str, Any]:
-        """The ``performance_anomaly`` context of SPEC.md."""
+        """The ``performance_anomaly`` context of docs/performance.md."""
         return {
             "observed_ms": round(self.observed_ms, 3),
             "baseline_p50_ms": round(self.baseline_p50_ms, 3),
@@ -341,7 +341,7 @@ class PerformanceMonitor:
         #: Anomalies returned to the caller (detections and re-reports minus rate limits).
         self.reported = 0
 
-    #: The ``performance_tier`` metric attribute of a duration, as the plan's monitor had it.
+    #: The ``performance_tier`` metric attribute of a duration, as ``PerformanceMonitor`` names it.
     performance_tier = staticmethod(performance_tier)
 
     def __len__(self) -> int:
@@ -596,8 +596,8 @@ class ResourceWatch:
 
     Args:
         memory_threshold_mb: High-memory threshold in MiB.
-        cpu_threshold_percent: High-CPU threshold in percent (of one core, as psutil
-            reports a process).
+        cpu_threshold_percent: High-CPU threshold in percent of the whole machine
+            (0..100, as :class:`~tux_sentry_cog.core.resources.ResourceSampler` reports).
         sustained_samples: Consecutive high samples needed for an alert.
         cooldown_seconds: At most one alert in this many seconds.
         clock: Monotonic clock in seconds; injectable for tests.

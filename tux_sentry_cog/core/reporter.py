@@ -1,4 +1,4 @@
-"""Turns one error into one Sentry event, with the contract of SPEC.md.
+"""Turns one error into one Sentry event, with the contract of docs/events.md.
 
 The adapter hands over plain values (tags and contexts it collected from discord
 objects); this module adds what is the same for every source: classification, the
@@ -70,7 +70,7 @@ def error_context(
     """The ``error`` context: type, message, module, traceback hash and custom context.
 
     ``custom_context`` is the error's own ``context`` mapping, for exceptions that carry
-    one (the plan's convention). ``message`` replaces ``str(error)`` (a scrubbed one).
+    one (a common convention). ``message`` replaces ``str(error)`` (a scrubbed one).
     """
     custom = getattr(error, "context", None)
     context: dict[str, Any] = {
@@ -110,10 +110,20 @@ class ErrorReport:
 
 @dataclass(slots=True)
 class ReporterStats:
-    """Counters for the status report; kept in local mode too."""
+    """Counters for the status report; kept in local mode too.
+
+    Attributes:
+        reported: Errors the cog took (sent or not).
+        queued: Error events handed to the SDK (``capture_event`` gave an id). What the
+            transport then delivered is the connection's ledger's to count.
+        user_errors: User-caused errors among ``reported``.
+        failures: Faults inside the reporter, logged and swallowed.
+        spikes: Error spikes detected.
+        last_event_id: Id of the last error event handed to the SDK.
+    """
 
     reported: int = 0
-    sent: int = 0
+    queued: int = 0
     user_errors: int = 0
     failures: int = 0
     spikes: int = 0
@@ -213,6 +223,8 @@ class ErrorReporter:
                 "user": {"id": report.user.get("id")} if report.user else {},
                 "guild": {"id": report.tags.get("guild.id")},
                 "command": {"name": report.tags.get("command.name")},
+                # A user's mistake relates nothing: it stays out of the window.
+                "user_caused": classification.user_caused,
             },
             MAX_RELATED_ON_EVENT,
         )
@@ -234,7 +246,9 @@ class ErrorReporter:
         else:
             self._breadcrumb(error, message, classification, report.tags, correlation_id, run=run)
         group = cut("|".join(fingerprint), MAX_NAME)
-        self._count_group(group)
+        if self._capture_user_errors or not classification.user_caused:
+            # Only groups that are sent: the owner looks them up in Sentry.
+            self._count_group(group)
         self._metrics.record_error_metric(
             error,
             {
@@ -260,7 +274,10 @@ class ErrorReporter:
             self.groups.popitem(last=False)  # the group seen least recently
 
     def top_groups(self, n: int = 5) -> list[tuple[str, int]]:
-        """The ``n`` most frequent fingerprints since load (among those still tracked)."""
+        """The ``n`` most frequent sent fingerprints since load (among those still tracked).
+
+        User-caused errors count here only when they are sent (``capture_user_errors``).
+        """
         return sorted(self.groups.items(), key=lambda item: item[1], reverse=True)[:n]
 
     def _spike(self, error: BaseException, tags: Mapping[str, str], group: str, count: int) -> None:
@@ -270,7 +287,9 @@ class ErrorReporter:
             return
         sentry_sdk.capture_event(
             {
-                "message": f"Error spike: {type(error).__name__} in {command}",
+                # logentry, not a bare top-level "message": every Sentry-protocol
+                # server takes it (some reject the bare form in strict mode).
+                "logentry": {"message": f"Error spike: {type(error).__name__} in {command}"},
                 "level": "warning",
                 "fingerprint": ["error-spike", group],
                 "tags": clamp_tags({**tags, "error.spike": "yes"}),
@@ -361,7 +380,8 @@ class ErrorReporter:
         take_whole(event)
         event_id = sentry_sdk.capture_event(event, hint=hint)
         if event_id is not None:
-            self.stats.sent += 1
+            self.stats.queued += 1
             self.stats.last_event_id = event_id
+            self._connection.ledger.watch(event_id)
         return event_id
 

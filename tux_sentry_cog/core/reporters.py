@@ -1,15 +1,17 @@
-"""The plan's metric reporters, recording into the loaded cog's buffer.
+"""The metric reporters, recording through the loaded cog's recorder.
 
-SPEC.md's metric names and attributes live here, each built in one place and in one
-fixed attribute order (the buffer keys series by that order). Constructed with no
-arguments they record into the buffer of the cog that is loaded; with no cog loaded they
-do nothing, at the cost of a dict lookup. No user id ever becomes an attribute.
+The metric names and attributes live here, each built in one place. A figure is recorded
+where it is measured, so inside a command run the item carries the run's time and trace
+(see :mod:`tux_sentry_cog.core.metrics`). Constructed with no arguments the reporters
+record through the cog that is loaded; with no cog loaded they do nothing, at the cost
+of a dict lookup. No user id ever becomes an attribute.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tux_sentry_cog.core.metrics import STRUCTURAL
 from tux_sentry_cog.core.performance import performance_tier
 from tux_sentry_cog.shared import SHARED
 
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from tux_sentry_cog.core.classification import Classification
-    from tux_sentry_cog.core.metrics import MetricsBuffer, SlidingWindowCounter
+    from tux_sentry_cog.core.metrics import MetricsRecorder, SlidingWindowCounter
 
 __all__ = ["BusinessMetricsReporter", "ErrorMetricsReporter", "record_user_activity"]
 
@@ -26,10 +28,10 @@ _HTTP_OK_MIN = 200
 _HTTP_OK_MAX = 300
 
 
-def _buffer(explicit: MetricsBuffer | None) -> MetricsBuffer | None:
+def _recorder(explicit: MetricsRecorder | None) -> MetricsRecorder | None:
     if explicit is not None:
         return explicit
-    found: MetricsBuffer | None = SHARED.active.get("metrics")
+    found: MetricsRecorder | None = SHARED.active.get("metrics")
     return found
 
 
@@ -39,19 +41,25 @@ def _section(context: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 class ErrorMetricsReporter:
-    """Error and command metrics (the plan's ``ErrorMetricsReporter``).
+    """Error and command metrics (``ErrorMetricsReporter``).
 
     Args:
-        buffer: Where to record; the loaded cog's buffer when not given.
-        window: Error counts for ``errors.rate``; the loaded cog's when not given.
+        recorder: Where to record; the loaded cog's recorder when not given.
+        window: Failures counted for ``errors.rate`` and the status error rates (user-
+            caused errors are not failures of the bot); the loaded cog's when not given.
+        user_window: User-caused errors, counted apart for the status report.
     """
 
     def __init__(
-        self, buffer: MetricsBuffer | None = None, window: SlidingWindowCounter | None = None
+        self,
+        recorder: MetricsRecorder | None = None,
+        window: SlidingWindowCounter | None = None,
+        user_window: SlidingWindowCounter | None = None,
     ) -> None:
-        """Bind to a buffer, or to whatever cog is loaded at recording time."""
-        self._buffer = buffer
+        """Bind to a recorder, or to whatever cog is loaded at recording time."""
+        self._recorder = recorder
         self._window = window
+        self._user_window = user_window
 
     def record_error_metric(
         self,
@@ -67,14 +75,14 @@ class ErrorMetricsReporter:
                 read; ``performance.response_time_ms`` becomes ``error_handling.duration``.
             classification: Category and severity; ``internal``/``error`` if not given.
         """
-        buffer = _buffer(self._buffer)
-        if buffer is None:
+        recorder = _recorder(self._recorder)
+        if recorder is None:
             return
         command = _section(context, "command")
         category = classification.category.value if classification else "internal"
         severity = classification.severity.label if classification else "error"
         error_type = type(error).__name__
-        buffer.count(
+        recorder.count(
             "errors.total",
             1,
             {
@@ -85,12 +93,15 @@ class ErrorMetricsReporter:
                 "cog_name": str(command.get("cog_name") or "none"),
             },
         )
-        window = self._window or SHARED.active.get("error_window")
+        if classification is not None and classification.user_caused:
+            window = self._user_window or SHARED.active.get("user_error_window")
+        else:
+            window = self._window or SHARED.active.get("error_window")
         if window is not None:
             window.add()
         handling = _section(context, "performance").get("error_handling_ms")
         if isinstance(handling, int | float):
-            buffer.distribution(
+            recorder.distribution(
                 "error_handling.duration",
                 float(handling),
                 _MS,
@@ -101,7 +112,7 @@ class ErrorMetricsReporter:
         """Count one command run and record its duration and performance tier.
 
         ``command_context`` holds ``name``, ``type``, ``cog_name``, ``status`` and
-        ``response_time`` (milliseconds), as in the plan.
+        ``response_time`` (milliseconds).
         """
         duration = command_context.get("response_time")
         self.record_command(
@@ -124,15 +135,16 @@ class ErrorMetricsReporter:
 
         Args:
             name: Qualified command name.
-            command_type: SPEC.md's ``command.type``.
+            command_type: The ``command.type`` tag (docs/events.md).
             cog_name: The cog's name, ``"none"`` outside cogs.
             status: The run's transaction status.
             duration_ms: The run's duration; ``None`` records the count only.
         """
-        buffer = _buffer(self._buffer)
-        if buffer is None:
+        recorder = _recorder(self._recorder)
+        if recorder is None:
             return
-        buffer.count(
+        # Names, types and statuses only: marked so the scrubber skips them (3 per command).
+        recorder.count(
             "commands.executed",
             1,
             {
@@ -140,20 +152,25 @@ class ErrorMetricsReporter:
                 "command_type": command_type,
                 "cog_name": cog_name,
                 "status": status,
+                STRUCTURAL: "yes",
             },
         )
         if duration_ms is not None:
-            buffer.distribution(
+            recorder.distribution(
                 "commands.duration",
                 duration_ms,
                 _MS,
-                {"command_name": name, "command_type": command_type},
+                {"command_name": name, "command_type": command_type, STRUCTURAL: "yes"},
             )
-            buffer.distribution(
+            recorder.distribution(
                 "command.performance",
                 duration_ms,
                 _MS,
-                {"command_name": name, "performance_tier": performance_tier(duration_ms)},
+                {
+                    "command_name": name,
+                    "performance_tier": performance_tier(duration_ms),
+                    STRUCTURAL: "yes",
+                },
             )
 
     def error_rate(self, last_seconds: float = 60.0) -> float:
@@ -163,29 +180,29 @@ class ErrorMetricsReporter:
 
 
 class BusinessMetricsReporter:
-    """Activity, database and external-API metrics (the plan's ``BusinessMetricsReporter``).
+    """Activity, database and external-API metrics (``BusinessMetricsReporter``).
 
     Args:
-        buffer: Where to record; the loaded cog's buffer when not given.
+        recorder: Where to record; the loaded cog's recorder when not given.
     """
 
-    def __init__(self, buffer: MetricsBuffer | None = None) -> None:
-        """Bind to a buffer, or to whatever cog is loaded at recording time."""
-        self._buffer = buffer
+    def __init__(self, recorder: MetricsRecorder | None = None) -> None:
+        """Bind to a recorder, or to whatever cog is loaded at recording time."""
+        self._recorder = recorder
 
     def record_user_activity(
         self, activity_type: str, user_id: int | None, guild_id: int | None = None
     ) -> None:
         """Count one activity (``user_activity``) by type and guild.
 
-        ``user_id`` is taken for the plan's signature and never becomes an attribute: a
+        ``user_id`` is taken for the documented signature and never becomes an attribute: a
         per-user series would be unbounded and personal.
         """
-        buffer = _buffer(self._buffer)
-        if buffer is None:
+        recorder = _recorder(self._recorder)
+        if recorder is None:
             return
         del user_id
-        buffer.count(
+        recorder.count(
             "user_activity",
             1,
             {
@@ -196,22 +213,22 @@ class BusinessMetricsReporter:
 
     def record_database_operation(self, operation: str, table: str, duration: float) -> None:
         """Count one database operation and record its duration (milliseconds)."""
-        buffer = _buffer(self._buffer)
-        if buffer is None:
+        recorder = _recorder(self._recorder)
+        if recorder is None:
             return
         attributes = {"operation": operation, "table": table}
-        buffer.count("database.operations", 1, attributes)
-        buffer.distribution("database.duration", duration, _MS, attributes)
+        recorder.count("database.operations", 1, attributes)
+        recorder.distribution("database.duration", duration, _MS, attributes)
 
     def record_external_api_call(
         self, service: str, endpoint: str, status_code: int | None, duration: float
     ) -> None:
         """Count one call to another service and record its duration (milliseconds)."""
-        buffer = _buffer(self._buffer)
-        if buffer is None:
+        recorder = _recorder(self._recorder)
+        if recorder is None:
             return
         success = status_code is not None and _HTTP_OK_MIN <= status_code < _HTTP_OK_MAX
-        buffer.count(
+        recorder.count(
             "external_api.calls",
             1,
             {
@@ -221,7 +238,7 @@ class BusinessMetricsReporter:
                 "success": "true" if success else "false",
             },
         )
-        buffer.distribution(
+        recorder.distribution(
             "external_api.duration", duration, _MS, {"service": service, "endpoint": endpoint}
         )
 

@@ -49,8 +49,9 @@ class ResourceSample:
 
     Attributes:
         memory_mb: Resident memory in MiB.
-        cpu_percent: CPU since the previous sample, in percent of one core (a process
-            with several busy threads can go above 100).
+        cpu_percent: CPU since the previous sample, in percent of the whole machine
+            (0..100): psutil's per-process figure, which counts 100 per busy core,
+            divided by the number of CPUs, so it compares with a threshold up to 100.
         threads: Threads of the process.
         open_files: Regular files the process has open.
         asyncio_tasks: Tasks of the event loop; filled by the caller.
@@ -75,11 +76,19 @@ class ResourceSampler:
     Args:
         process: The process to sample; this process when omitted. Anything with the
             methods of :class:`ProcessLike` will do.
+        cpu_count: CPUs of the machine, that the process's CPU figure is divided by;
+            psutil's count when omitted (1 if it cannot tell).
     """
 
-    def __init__(self, process: ProcessLike | None = None) -> None:
+    def __init__(self, process: ProcessLike | None = None, cpu_count: int | None = None) -> None:
         """Bind to ``process`` and prime the CPU reading."""
         self._logged: set[str] = set()
+        if cpu_count is None:
+            try:
+                cpu_count = psutil.cpu_count() or 1
+            except Exception:
+                cpu_count = 1
+        self._cpus = max(1, int(cpu_count))
         if process is None:
             try:
                 process = psutil.Process()
@@ -98,7 +107,10 @@ class ResourceSampler:
         """Read every figure once; a figure psutil cannot read is ``None``."""
         return ResourceSample(
             memory_mb=self._read("memory_mb", lambda p: round(p.memory_info().rss / _MIB, 1)),
-            cpu_percent=self._read("cpu_percent", lambda p: float(p.cpu_percent(interval=None))),
+            cpu_percent=self._read(
+                "cpu_percent",
+                lambda p: round(min(100.0, float(p.cpu_percent(interval=None)) / self._cpus), 2),
+            ),
             threads=self._read("threads", lambda p: int(p.num_threads())),
             open_files=self._read("open_files", lambda p: len(p.open_files())),
         )

@@ -40,7 +40,7 @@ class CommandRun:
 
     Attributes:
         name: Qualified command name (never message content).
-        command_type: One of SPEC.md's ``command.type`` values.
+        command_type: One of the ``command.type`` values (docs/events.md).
         cog: Name of the cog that owns the command, if any.
         guild_id: Guild id as a string, or ``"dm"``.
         shard_id: The guild's shard on a sharded bot, else ``None``.

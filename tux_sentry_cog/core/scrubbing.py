@@ -77,15 +77,13 @@ _DSN_KEY = re.compile(r"(://)[0-9a-f]{32}(?::[0-9a-f]{32})?(?=@)", re.IGNORECASE
 # discord.py's REST routes put interaction and webhook tokens in the path:
 # /interactions/{id}/{token}/callback, /webhooks/{id}/{token}[/messages/...].
 _URL_TOKEN = re.compile(r"(/(?:interactions|webhooks)/\d{15,21}/)[^/?#\s\"'<>]+")
-_URL_TOKEN_GATES = ("/interactions/", "/webhooks/")
 # An Authorization header written out ("Authorization: xyz"), and bearer/basic
-# credentials anywhere. Gated on the lower-cased text.
+# credentials anywhere. Gated by _may_hold_auth.
 _AUTH_HEADER = re.compile(
     r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)(?:(?:bot|bearer|basic)\s+)?"
     r"[^\s\"',;}]+"
 )
 _AUTH_SCHEME = re.compile(r"(?i)(\b(?:bearer|basic)\s+)[\w.~+/=-]{8,}")
-_AUTH_GATES = ("authorization", "bearer", "basic")
 #: Keys whose value is a credential, whatever it looks like (compared lower-cased, with
 #: ``_`` for ``-``).
 _SECRET_KEYS = frozenset({
@@ -136,6 +134,23 @@ _CONTAINERS = (dict, list, tuple)
 _WALKED = (str, dict, list, tuple)
 _RAISE = dis.opmap["RAISE_VARARGS"]
 _MAX_CHAIN = 8
+
+
+def _may_hold_auth(text: str) -> bool:
+    """False when ``text`` holds none of the spellings of a credential's header or scheme.
+
+    Written out rather than lower-cased: this runs for every metric and transaction.
+    The fragments match Authorization, authorization, AUTHORIZATION and the same for
+    Bearer and Basic (a mixed-case spelling is not looked for).
+    """
+    return (
+        "uthoriz" in text
+        or "UTHORIZ" in text
+        or "earer" in text
+        or "EARER" in text
+        or "asic" in text
+        or "ASIC" in text
+    )
 
 
 def _may_hold_email(text: str) -> bool:
@@ -226,10 +241,9 @@ class _Rules:
                 text = _EMAIL.sub(FILTERED, text)
         if _TOKEN_HINT.search(text):
             text = _TOKEN.sub(FILTERED, text)
-        if any(gate in text for gate in _URL_TOKEN_GATES):
+        if "/interactions/" in text or "/webhooks/" in text:
             text = _URL_TOKEN.sub(rf"\1{FILTERED}", text)
-        lowered = text.lower()
-        if any(gate in lowered for gate in _AUTH_GATES):
+        if _may_hold_auth(text):
             text = _AUTH_HEADER.sub(rf"\1{FILTERED}", text)
             text = _AUTH_SCHEME.sub(rf"\1{FILTERED}", text)
         return text
@@ -248,10 +262,9 @@ class _Rules:
             ("://" in text and _DSN_KEY.search(text)) or (not self.pii and _may_hold_email(text))
         ):
             return False
-        if any(gate in text for gate in _URL_TOKEN_GATES):
+        if "/interactions/" in text or "/webhooks/" in text:
             return False
-        lowered = text.lower()
-        return not any(gate in lowered for gate in _AUTH_GATES)
+        return not _may_hold_auth(text)
 
     def walk(self, node: Any, mode: int, protected: tuple[str, ...] = ()) -> Any:
         """Scrub every string under ``node``, dict keys included, with ``mode``'s rules."""
@@ -448,8 +461,12 @@ class Scrubber:
     def scrub_attributes(self, attributes: dict[str, Any]) -> dict[str, Any]:
         """Scrub a metric's attributes in place (secrets, shapes and e-mails)."""
         rules = self._rules()
-        texts: list[str] = []
-        _gather(attributes, texts)
+        texts = [key for key in attributes if type(key) is str]
+        for value in attributes.values():
+            if type(value) is str:
+                texts.append(value)
+            elif isinstance(value, _CONTAINERS):  # rare: the plain case costs no walk
+                _gather(value, texts)
         if not rules.clean("\n".join(texts)):
             rules.walk(attributes, _DATA)
         return attributes

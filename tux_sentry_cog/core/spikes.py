@@ -1,6 +1,6 @@
 """Error spikes: one fingerprint repeating fast enough to deserve a message of its own.
 
-SPEC.md: at least 5 occurrences of one group in 5 minutes raise one warning message,
+The contract: at least 5 occurrences of one group in 5 minutes raise one warning message,
 ``Error spike: <type> in <command>``, rate-limited per group. Memory is bounded: a few
 timestamps per group, and at most ``max_groups`` groups (least recently seen evicted).
 """

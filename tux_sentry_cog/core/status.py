@@ -42,22 +42,31 @@ class StatusSnapshot:
         release: Sentry release.
         sample_rate: Traces sample rate in force, if tracing is on.
         commands_executed: Command runs finished since load.
-        commands_failed: Runs that ended with an error.
-        error_rate_1m: Errors per minute over the last minute.
-        error_rate_5m: Errors per minute over the last five minutes.
+        commands_failed: Runs that failed: an error that is not the user's.
+        commands_user_errors: Runs that ended only in user-caused errors (a typo, a
+            missing permission, a cooldown), counted apart from failures.
+        error_rate_1m: Failures (errors that are not user-caused) per minute, last minute.
+        error_rate_5m: The same over the last five minutes.
+        user_error_rate_5m: User-caused errors per minute over the last five minutes.
         errors_reported: Errors the cog took (sent or not).
-        errors_sent: Error events sent to Sentry.
-        last_event_id: Id of the last event sent.
-        top_groups: Up to five ``(fingerprint, count)``, most frequent first.
+        errors_user: User-caused errors among them (not sent unless configured).
+        errors_queued: Error events handed to the SDK for sending.
+        errors_sent: Error events the transport delivered (Sentry answered 2xx);
+            ``None`` when the transport cannot tell.
+        errors_undelivered: Error events refused by Sentry or dropped on the way.
+        last_event_id: Id of the last error event Sentry accepted.
+        top_groups: Up to five ``(fingerprint, count)`` of groups that are sent, most
+            frequent first.
         slowest: Slowest commands by p95.
         anomalies: Recent performance anomalies.
         memory_mb: Resident memory, MiB.
-        cpu_percent: CPU of the process, percent of one core.
+        cpu_percent: CPU of the process, percent of the whole machine (0..100).
         event_loop_lag_ms: Last measured event-loop lag.
         uptime_s: Seconds since the cog loaded.
         gateway_latency_ms: Latency per shard (``None`` for an unsharded bot).
         gateway_events: Recent gateway disconnects, resumes and reconnects.
-        transport_problem: What is wrong with sending to Sentry, if anything.
+        transport_problem: What is wrong with sending to Sentry, if anything: rate
+            limits per category while they last, refusals and losses by category.
         instrumentation_faults: Faults inside the cog, logged and swallowed.
     """
 
@@ -68,10 +77,15 @@ class StatusSnapshot:
     sample_rate: float | None = None
     commands_executed: int = 0
     commands_failed: int = 0
+    commands_user_errors: int = 0
     error_rate_1m: float = 0.0
     error_rate_5m: float = 0.0
+    user_error_rate_5m: float = 0.0
     errors_reported: int = 0
-    errors_sent: int = 0
+    errors_user: int = 0
+    errors_queued: int = 0
+    errors_sent: int | None = 0
+    errors_undelivered: int = 0
     last_event_id: str | None = None
     top_groups: tuple[tuple[str, int], ...] = ()
     slowest: tuple[SlowCommand, ...] = ()

@@ -67,5 +67,5 @@ class SystemInfo:
         return round(time.monotonic() - self._started, 3)
 
     def snapshot(self) -> dict[str, object]:
-        """The ``system`` context as SPEC.md names its fields."""
+        """The ``system`` context as docs/events.md names its fields."""
         return {**self._static, "memory_mb": self.memory_mb(), "uptime_s": self.uptime_s()}

@@ -4,7 +4,7 @@
 context managers and as decorators. Inside a command they are children of the command's
 own transaction, whatever the scope's current span is (tasks a command gathers share
 one scope), and carry its correlation id;
-they also record the database and external-API metrics of SPEC.md. With Sentry inactive
+they also record the database and external-API metrics of docs/metrics.md. With Sentry inactive
 no span is made; the metrics and the run's query count are still kept (local mode).
 """
 
@@ -30,7 +30,7 @@ __all__ = [
     "track_external_api_call",
 ]
 
-#: Queries are cut to this many characters before they go on a span (SPEC.md).
+#: Queries are cut to this many characters before they go on a span.
 MAX_QUERY_CHARS = 500
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -172,7 +172,7 @@ class TrackedOperation:
 
 
 class DatabaseTransactionTracker:
-    """The plan's database tracker; :func:`track_database_operation` uses one."""
+    """The database tracker; :func:`track_database_operation` uses one."""
 
     def track_database_operation(
         self, operation: str, table: str, query: str | None = None

@@ -5,7 +5,10 @@ over HTTP; the server decodes them with the SDK's own envelope parser. Nothing i
 SDK is patched, so what a test sees is exactly what Sentry would have received.
 
 The server can also misbehave on purpose (refuse with 500, rate-limit with 429, answer
-slowly) to test what the bot does when Sentry is in trouble.
+slowly) to test what the bot does when Sentry is in trouble. :meth:`SentryEndpoint.rate_limit`
+behaves like Sentry's own per-category quotas: an envelope that holds an item of a limited
+category is answered 429 with ``X-Sentry-Rate-Limits`` naming the categories and how long
+the limit lasts, while the other envelopes are accepted as usual.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ class ReceivedEnvelope:
     raw: bytes
     items: list[tuple[str, Any]]  # (item type, JSON payload or raw bytes)
     received_at: float
+    status: int = 200  # what the endpoint answered
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the endpoint answered 2xx (Sentry took the envelope)."""
+        return 200 <= self.status < 300  # noqa: PLR2004 - HTTP success range
 
 
 @dataclass
@@ -57,6 +66,27 @@ class _Behaviour:
     status: int = 200
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+
+
+#: Envelope item type -> the rate-limit category Sentry files it under.
+_ITEM_CATEGORIES: dict[str, str] = {
+    "event": "error",
+    "transaction": "transaction",
+    "span": "span",
+    "trace_metric": "trace_metric",
+    "log": "log_item",
+    "check_in": "monitor",
+    "attachment": "attachment",
+    "session": "session",
+    "sessions": "session",
+    "client_report": "internal",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _RateLimit:
+    categories: frozenset[str]
+    until: float  # time.monotonic()
 
 
 def _decode(body: bytes, encoding: str) -> bytes:
@@ -82,6 +112,7 @@ class SentryEndpoint:
         self._lock = threading.Lock()
         self._envelopes: list[ReceivedEnvelope] = []
         self._behaviour = _Behaviour()
+        self._rate_limit: _RateLimit | None = None
         self.requests = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -96,12 +127,14 @@ class SentryEndpoint:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                endpoint._received(body, self.headers.get("Content-Encoding", ""))
+                status, headers = endpoint._received(
+                    body, self.headers.get("Content-Encoding", "")
+                )
                 behaviour = endpoint._behaviour
                 if behaviour.delay:
                     time.sleep(behaviour.delay)
-                self.send_response(behaviour.status)
-                for name, value in behaviour.headers.items():
+                self.send_response(status)
+                for name, value in headers.items():
                     self.send_header(name, value)
                 payload = b"{}"
                 self.send_header("Content-Type", "application/json")
@@ -155,9 +188,33 @@ class SentryEndpoint:
         """Answer later requests with ``status`` after ``delay`` seconds."""
         self._behaviour = _Behaviour(status, delay, dict(headers or {}))
 
+    def rate_limit(self, categories: str, seconds: int = 60) -> None:
+        """Rate-limit ``categories`` (``"transaction"``, ``"error;transaction"``) for ``seconds``.
+
+        Like Sentry: an envelope with an item of a limited category is answered 429 with
+        ``X-Sentry-Rate-Limits: <seconds>:<categories>:organization`` (the seconds left),
+        and every other envelope is accepted. ``seconds=0`` lifts the limit.
+        """
+        if seconds <= 0:
+            self._rate_limit = None
+            return
+        wanted = frozenset(c for c in categories.split(";") if c)
+        self._rate_limit = _RateLimit(wanted, time.monotonic() + seconds)
+
+    def _answer(self, items: list[tuple[str, Any]]) -> tuple[int, dict[str, str]]:
+        limit = self._rate_limit
+        if limit is not None:
+            left = limit.until - time.monotonic()
+            hit = {_ITEM_CATEGORIES.get(kind, "default") for kind, _ in items} & limit.categories
+            if left > 0 and hit:
+                header = f"{max(1, round(left))}:{';'.join(sorted(limit.categories))}:organization"
+                return 429, {"X-Sentry-Rate-Limits": header, "Retry-After": str(round(left))}
+        behaviour = self._behaviour
+        return behaviour.status, dict(behaviour.headers)
+
     # what arrived ----------------------------------------------------------------------
 
-    def _received(self, body: bytes, encoding: str) -> None:
+    def _received(self, body: bytes, encoding: str) -> tuple[int, dict[str, str]]:
         raw = _decode(body, encoding)
         envelope = Envelope.deserialize(raw)
         items: list[tuple[str, Any]] = []
@@ -172,10 +229,12 @@ class SentryEndpoint:
                 except (ValueError, TypeError):
                     parsed = payload.bytes
             items.append((str(item.type), parsed))
+        status, headers = self._answer(items)
         with self._lock:
             self.requests += 1
             if len(self._envelopes) < MAX_ENVELOPES:
-                self._envelopes.append(ReceivedEnvelope(raw, items, time.time()))
+                self._envelopes.append(ReceivedEnvelope(raw, items, time.time(), status))
+        return status, headers
 
     @property
     def envelopes(self) -> list[ReceivedEnvelope]:
@@ -183,14 +242,27 @@ class SentryEndpoint:
         with self._lock:
             return list(self._envelopes)
 
-    def items(self, item_type: str) -> list[Any]:
-        """Payloads of every item of ``item_type`` (``event``, ``transaction``, ...)."""
+    def items(self, item_type: str, *, accepted_only: bool = False) -> list[Any]:
+        """Payloads of every item of ``item_type`` (``event``, ``transaction``, ...).
+
+        With ``accepted_only``, only those of envelopes the endpoint answered with 2xx.
+        """
         return [
             payload
             for envelope in self.envelopes
+            if envelope.accepted or not accepted_only
             for kind, payload in envelope.items
             if kind == item_type
         ]
+
+    def client_reports(self) -> dict[tuple[str, str], int]:
+        """What the SDK's client reports said it lost, summed by ``(category, reason)``."""
+        lost: dict[tuple[str, str], int] = {}
+        for report in self.items("client_report"):
+            for entry in (report or {}).get("discarded_events", []):
+                key = (str(entry["category"]), str(entry["reason"]))
+                lost[key] = lost.get(key, 0) + int(entry["quantity"])
+        return lost
 
     def events(self) -> list[dict[str, Any]]:
         """Error and message events."""
