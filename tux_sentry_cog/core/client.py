@@ -444,12 +444,24 @@ class SentryConnection:
 
         return before_send_metric
 
+    def _before_send_span(self, previous: EventHook | None) -> EventHook:
+        scrubber = self._scrubber
+
+        def before_send_span(span: Any, hint: Any) -> Any:
+            # Streamed spans (trace_lifecycle="stream") skip before_send_transaction.
+            if isinstance(span, dict):
+                span = scrubber.scrub_span(span)
+            return span if previous is None else previous(span, hint)
+
+        return before_send_span
+
     def _chain_hooks(self, client: Any) -> None:
         for name, factory in (
             ("before_send", self._before_send),
             ("before_send_transaction", self._before_send_transaction),
             ("before_send_log", self._before_send_log),
             ("before_send_metric", self._before_send_metric),
+            ("before_send_span", self._before_send_span),
         ):
             previous = client.options.get(name)
             if previous is None and name in ("before_send_metric", "before_send_log"):
