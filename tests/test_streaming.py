@@ -8,6 +8,7 @@ items) is brought to one shape and compared: name, op, the cog's tags, status, c
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from typing import Any
 
 import discord.ext.test as dpytest
@@ -19,6 +20,11 @@ from tux_sentry_cog import EnhancedTransactionManager, SentryCogConfig
 from tux_sentry_cog.testing import reset_sentry_sdk
 
 TAG_KEYS = ("command.name", "command.type", "cog", "guild.id")
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("sentry_sdk.traces") is None,
+    reason=f"sentry-sdk {sentry_sdk.VERSION} has no span streaming (sentry_sdk.traces)",
+)
 
 
 def _values(attributes: dict[str, Any]) -> dict[str, Any]:
