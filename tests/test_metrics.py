@@ -38,13 +38,13 @@ async def test_commands_errors_and_resources_are_counted_and_flushed_on_unload(
     await harness.bot.unload_extension("tux_sentry_cog")  # the client closes: all is sent
     endpoint = sentry_endpoint
 
-    executed = _named(endpoint, "tux.commands.executed")
-    assert sum(m["value"] for m in executed) == 7
+    # One distribution item per run: its count is the runs, by status.
+    durations = _named(endpoint, "tux.commands.duration")
     by_status = {}
-    for metric in executed:
+    for metric in durations:
         attrs = _attrs(metric)
         key = (attrs["command_name"], attrs["status"])
-        by_status[key] = by_status.get(key, 0) + metric["value"]
+        by_status[key] = by_status.get(key, 0) + 1
     assert by_status == {
         ("ping", "ok"): 3,
         ("boom", "internal_error"): 1,
@@ -52,14 +52,16 @@ async def test_commands_errors_and_resources_are_counted_and_flushed_on_unload(
         ("query", "ok"): 1,
         ("slash-ok", "ok"): 1,
     }
-    assert all(m["type"] == "counter" for m in executed)
-    durations = _named(endpoint, "tux.commands.duration")
-    assert len(durations) == 7
+    assert all(m["type"] == "distribution" for m in durations)
     assert all(m["unit"] == "millisecond" and m["value"] >= 0 for m in durations)
-    performance = _named(endpoint, "tux.command.performance")
-    assert len(performance) == 7
-    for metric in performance:
-        assert _attrs(metric)["performance_tier"] == performance_tier(metric["value"])
+    for metric in durations:
+        attrs = _attrs(metric)
+        assert attrs["performance_tier"] == performance_tier(metric["value"])
+        assert attrs["command_type"] in ("prefix", "slash")
+        assert attrs["cog_name"] in ("Sample", "none")
+    # Gone: the count and the second distribution of the same value.
+    assert not _named(endpoint, "tux.commands.executed")
+    assert not _named(endpoint, "tux.command.performance")
 
     errors = _named(endpoint, "tux.errors.total")
     assert sorted((_attrs(m)["error_category"], _attrs(m)["severity"]) for m in errors) == [
@@ -104,7 +106,7 @@ async def test_prefix_is_configurable(make_bot, sentry_endpoint):
     await harness.message("!ping")
     await harness.bot.unload_extension("tux_sentry_cog")
     names = {m["name"] for m in sentry_endpoint.metrics()}
-    assert "mybot.commands.executed" in names
+    assert "mybot.commands.duration" in names
     assert not any(name.startswith("tux.") for name in names)
 
 
@@ -172,9 +174,9 @@ async def test_each_metric_carries_the_time_and_trace_of_its_run(make_bot, sentr
     recorded = [
         m
         for m in sentry_endpoint.metrics()
-        if m["name"] in ("tux.commands.executed", "tux.commands.duration", "tux.errors.total")
+        if m["name"] in ("tux.commands.duration", "tux.errors.total")
     ]
-    assert len(recorded) == 4 + 4 + 1
+    assert len(recorded) == 4 + 1
     for metric in recorded:
         # The run's own trace, so Sentry links the metric to the command it measured.
         run = runs[metric["trace_id"]]
@@ -185,7 +187,7 @@ async def test_each_metric_carries_the_time_and_trace_of_its_run(make_bot, sentr
     for metric in recorded:
         by_trace.setdefault(metric["trace_id"], set()).add(metric["name"])
     names = {t["transaction"]: by_trace[trace] for trace, t in runs.items()}
-    assert names["boom"] == {"tux.commands.executed", "tux.commands.duration", "tux.errors.total"}
+    assert names["boom"] == {"tux.commands.duration", "tux.errors.total"}
     durations = sorted(
         m["value"] for m in recorded if m["name"] == "tux.commands.duration"
     )
@@ -202,11 +204,8 @@ async def test_counts_are_exact_and_no_distribution_is_sampled(make_bot, sentry_
     for _ in range(300):
         await harness.message("!ping")
     await harness.bot.unload_extension("tux_sentry_cog")
-    executed = _named(sentry_endpoint, "tux.commands.executed")
-    assert sum(m["value"] for m in executed) == 300
-    # One item per run: every value, none kept back or sampled away.
+    # One item per run: every value, none kept back or sampled away; its count is exact.
     assert len(_named(sentry_endpoint, "tux.commands.duration")) == 300
-    assert len(_named(sentry_endpoint, "tux.command.performance")) == 300
 
 
 async def test_metrics_arrive_without_waiting_for_a_flush_or_an_unload(make_bot, sentry_endpoint):
@@ -219,7 +218,7 @@ async def test_metrics_arrive_without_waiting_for_a_flush_or_an_unload(make_bot,
     started = time.monotonic()
     async with asyncio.timeout(10):
         await sentry_endpoint.wait_for_async(
-            lambda e: sum(m["value"] for m in _named(e, "tux.commands.executed")) == 5
+            lambda e: len(_named(e, "tux.commands.duration")) == 5
         )
     assert time.monotonic() - started < 10
 
@@ -249,9 +248,9 @@ async def test_the_cogs_own_client_sends_metrics_in_batches_of_a_hundred(
     # Batches of 1,000 (the SDK's default) keep hundreds of metric objects alive long
     # enough to set off full garbage collections under load (benchmarks/bench_load.py).
     harness = await make_bot(traces_sample_rate=0.0)
-    for _ in range(150):  # 450 metrics in about a second, before the SDK's 5 s timer
+    for _ in range(320):  # 320 metrics in about two seconds, before the SDK's 5 s timer
         await harness.message("!ping")
-        await asyncio.sleep(0.005)  # a busy bot's pace, not a burst in one loop turn
+        await asyncio.sleep(0.002)  # a busy bot's pace, not a burst in one loop turn
     async with asyncio.timeout(5):
         await sentry_endpoint.wait_for_async(
             lambda e: sum(len(p["items"]) for p in e.items("trace_metric")) >= 300
@@ -266,7 +265,7 @@ async def test_the_cogs_own_client_sends_metrics_in_batches_of_a_hundred(
 async def test_a_reused_client_keeps_its_own_metric_batches(make_bot, sentry_endpoint):
     sentry_sdk.init(dsn=sentry_endpoint.dsn, traces_sample_rate=0.0)
     harness = await make_bot(SentryCogConfig())
-    for _ in range(150):
+    for _ in range(450):
         await harness.message("!ping")
     await asyncio.to_thread(sentry_sdk.flush, 5.0)
     sizes = [len(payload["items"]) for payload in sentry_endpoint.items("trace_metric")]

@@ -596,7 +596,7 @@ async def test_spans_metrics_and_check_ins_are_scrubbed(make_bot, sentry_flush) 
     metrics = [m for batch in endpoint.items("trace_metric") for m in batch["items"]]
     names = {m["name"] for m in metrics}
     assert "bot.lookups" in names, names
-    assert "tux.commands.executed" in names, names
+    assert "tux.commands.duration" in names, names
     # The cog's marker for its own metrics (names and statuses only) never goes out.
     assert not any(STRUCTURAL in m.get("attributes", {}) for m in metrics)
     assert endpoint.items("check_in"), "the bot's check-in was not sent"

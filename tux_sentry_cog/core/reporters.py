@@ -109,10 +109,10 @@ class ErrorMetricsReporter:
             )
 
     def record_command_metrics(self, command_context: Mapping[str, Any]) -> None:
-        """Count one command run and record its duration and performance tier.
+        """Record one command run: ``commands.duration`` with its status and tier.
 
         ``command_context`` holds ``name``, ``type``, ``cog_name``, ``status`` and
-        ``response_time`` (milliseconds).
+        ``response_time`` (milliseconds); without a ``response_time`` nothing is recorded.
         """
         duration = command_context.get("response_time")
         self.record_command(
@@ -138,40 +138,28 @@ class ErrorMetricsReporter:
             command_type: The ``command.type`` tag (docs/events.md).
             cog_name: The cog's name, ``"none"`` outside cogs.
             status: The run's transaction status.
-            duration_ms: The run's duration; ``None`` records the count only.
+            duration_ms: The run's duration; ``None`` records nothing (a distribution
+                needs its value).
         """
         recorder = _recorder(self._recorder)
-        if recorder is None:
+        if recorder is None or duration_ms is None:
             return
-        # Names, types and statuses only: marked so the scrubber skips them (3 per command).
-        recorder.count(
-            "commands.executed",
-            1,
+        # One item per run says it all: count() of it is the number of runs (by status),
+        # its percentiles the durations, its performance_tier the tier. Names, types and
+        # statuses only: marked so the scrubber skips it.
+        recorder.distribution(
+            "commands.duration",
+            duration_ms,
+            _MS,
             {
                 "command_name": name,
                 "command_type": command_type,
                 "cog_name": cog_name,
                 "status": status,
+                "performance_tier": performance_tier(duration_ms),
                 STRUCTURAL: "yes",
             },
         )
-        if duration_ms is not None:
-            recorder.distribution(
-                "commands.duration",
-                duration_ms,
-                _MS,
-                {"command_name": name, "command_type": command_type, STRUCTURAL: "yes"},
-            )
-            recorder.distribution(
-                "command.performance",
-                duration_ms,
-                _MS,
-                {
-                    "command_name": name,
-                    "performance_tier": performance_tier(duration_ms),
-                    STRUCTURAL: "yes",
-                },
-            )
 
     def error_rate(self, last_seconds: float = 60.0) -> float:
         """Errors per minute over the last ``last_seconds``."""
