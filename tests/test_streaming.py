@@ -166,8 +166,8 @@ async def test_start_child_transaction_in_both_modes(make_bot, sentry_endpoint, 
         [child] = txn["spans"]
         assert child["tags"]["parent_operation"] == "discord.command"
     else:
-        spans = sentry_endpoint.spans()
-        view = _from_spans(spans, "cached", sentry_endpoint)
+        view = _from_spans(sentry_endpoint.spans(), "cached", sentry_endpoint)
+        spans = sentry_endpoint.spans()  # read after _from_spans waited for the run's span
         [child] = [
             s for s in spans if not s["is_segment"] and not _sdk_own_post(s, sentry_endpoint)
         ]
