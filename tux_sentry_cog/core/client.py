@@ -82,7 +82,7 @@ def _small_metric_batches(client: Any) -> None:
     """Have the SDK send the metrics of the cog's own client 100 at a time, not 1,000.
 
     The SDK keeps each metric (a dict of attribute dicts) in its batcher until it has
-    1,000 or 5 s have passed. At hundreds of commands a second (three metrics each) that
+    1,000 or 5 s have passed. At hundreds of commands a second (a metric or more each) that
     is long enough for them to reach the collector's oldest generation, and they set off
     full garbage collections, each a pause as long as a walk of the whole heap (60-130
     ms in ``benchmarks/bench_load.py``; none in 60 s with batches of 100). There is no
@@ -92,14 +92,17 @@ def _small_metric_batches(client: Any) -> None:
     batcher = getattr(client, "metrics_batcher", None)
     if batcher is None:
         return  # metrics off in this client
-    if not isinstance(getattr(batcher, "MAX_BEFORE_FLUSH", None), int):
-        _log.warning(
-            "tux_sentry_cog: sentry-sdk %s has no metric batch size to set; metrics go "
-            "in the SDK's default batches",
-            sentry_sdk.VERSION,
-        )
-        return
-    batcher.MAX_BEFORE_FLUSH = min(batcher.MAX_BEFORE_FLUSH, METRIC_BATCH_SIZE)
+    # The constant's name in recent SDKs, and in the first ones with these metrics.
+    for name in ("MAX_BEFORE_FLUSH", "MAX_METRICS_BEFORE_FLUSH"):
+        size = getattr(batcher, name, None)
+        if isinstance(size, int):
+            setattr(batcher, name, min(size, METRIC_BATCH_SIZE))
+            return
+    _log.warning(
+        "tux_sentry_cog: sentry-sdk %s has no metric batch size to set; metrics go "
+        "in the SDK's default batches",
+        sentry_sdk.VERSION,
+    )
 
 
 _REPORTED_ATTR = "__tux_sentry_reported__"
