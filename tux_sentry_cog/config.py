@@ -100,6 +100,15 @@ def _validate_prefix(value: str) -> None:
         raise ValueError("expected letters, digits, '_', '-' or '.', not ending in '.'")
 
 
+def _parse_log_level(text: str) -> str:
+    return text.strip().upper()
+
+
+def _validate_log_level(value: str) -> None:
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+
 def _validate_dsn(value: str | None) -> None:
     if value is None:
         return
@@ -130,6 +139,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], None] | None
     "capture_user_errors": ("TUX_SENTRY_CAPTURE_USER_ERRORS", _parse_bool, None),
     "send_pii": ("TUX_SENTRY_SEND_PII", _parse_bool, None),
     "track_activity": ("TUX_SENTRY_TRACK_ACTIVITY", _parse_bool, None),
+    "discord_logs_level": ("TUX_SENTRY_DISCORD_LOGS_LEVEL", _parse_log_level, _validate_log_level),
     "status_guild_ids": ("TUX_SENTRY_STATUS_GUILD_IDS", _parse_guild_ids, _validate_guild_ids),
 }
 
@@ -193,6 +203,9 @@ class SentryCogConfig:
         send_pii: Send usernames, display names and parameter values.
         track_activity: Count messages and reactions as ``user_activity`` (opt-in: it
             adds a listener on every message).
+        discord_logs_level: With Sentry Logs on, the lowest level of discord.py's own
+            log records (loggers ``discord`` and ``discord.*``) sent as logs;
+            ``"WARNING"`` keeps its INFO chatter (connects, resumes, rate limits) out.
         status_guild_ids: Register ``/sentry`` only in these guilds; ``None`` is global.
     """
 
@@ -208,6 +221,7 @@ class SentryCogConfig:
     capture_user_errors: bool = False
     send_pii: bool = False
     track_activity: bool = False
+    discord_logs_level: str = "WARNING"
     status_guild_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -282,6 +296,7 @@ _EXPECTED_TYPES: dict[str, tuple[type, ...]] = {
     "capture_user_errors": (bool,),
     "send_pii": (bool,),
     "track_activity": (bool,),
+    "discord_logs_level": (str,),
     "status_guild_ids": (tuple, type(None)),
 }
 

@@ -23,6 +23,7 @@ from sentry_sdk.utils import Dsn
 
 from tux_sentry_cog.core.delivery import DeliveryLedger
 from tux_sentry_cog.core.metrics import STRUCTURAL
+from tux_sentry_cog.core.runs import current_run
 
 if TYPE_CHECKING:
     from tux_sentry_cog.config import SentryCogConfig
@@ -151,6 +152,35 @@ def _is_duplicate_log_event(hint: Any) -> bool:
     if not exc_info:
         return False
     return was_reported(exc_info[1])
+
+
+#: Sentry Logs' severity numbers (OpenTelemetry's) of logging's level names.
+LOG_SEVERITY = {"DEBUG": 5, "INFO": 9, "WARNING": 13, "ERROR": 17, "CRITICAL": 21}
+
+
+def _is_discord_chatter(log: dict[str, Any], floor: int) -> bool:
+    """A record of discord.py's own loggers below the level the owner asked for."""
+    attributes = log.get("attributes")
+    name = attributes.get("logger.name") if isinstance(attributes, dict) else None
+    if not isinstance(name, str) or not (name == "discord" or name.startswith("discord.")):
+        return False
+    number = log.get("severity_number")
+    return isinstance(number, int) and number < floor
+
+
+def _link_to_run(log: dict[str, Any]) -> None:
+    """Give a log line emitted inside a run the run's correlation id, command, guild, shard.
+
+    Read from the run of the emitting task, not set as scope attributes: the SDK copies
+    those onto metrics and streamed spans too, where a correlation id per command
+    would be an attribute of unbounded cardinality.
+    """
+    run = current_run.get()
+    attributes = log.get("attributes")
+    if run is None or not isinstance(attributes, dict):
+        return
+    for key, value in run.log_attributes().items():
+        attributes.setdefault(key, value)
 
 
 class SentryConnection:
@@ -436,9 +466,13 @@ class SentryConnection:
 
     def _before_send_log(self, previous: EventHook | None) -> EventHook:
         scrubber = self._scrubber
+        floor = LOG_SEVERITY[self._config.discord_logs_level]
 
         def before_send_log(log: Any, hint: Any) -> Any:
             if isinstance(log, dict):
+                if _is_discord_chatter(log, floor):
+                    return None
+                _link_to_run(log)
                 log = scrubber.scrub_log(log)
             return log if previous is None else previous(log, hint)
 
@@ -460,12 +494,24 @@ class SentryConnection:
 
         return before_send_metric
 
+    def _before_send_span(self, previous: EventHook | None) -> EventHook:
+        scrubber = self._scrubber
+
+        def before_send_span(span: Any, hint: Any) -> Any:
+            # Streamed spans (trace_lifecycle="stream") skip before_send_transaction.
+            if isinstance(span, dict):
+                span = scrubber.scrub_span(span)
+            return span if previous is None else previous(span, hint)
+
+        return before_send_span
+
     def _chain_hooks(self, client: Any) -> None:
         for name, factory in (
             ("before_send", self._before_send),
             ("before_send_transaction", self._before_send_transaction),
             ("before_send_log", self._before_send_log),
             ("before_send_metric", self._before_send_metric),
+            ("before_send_span", self._before_send_span),
         ):
             previous = client.options.get(name)
             if previous is None and name in ("before_send_metric", "before_send_log"):
