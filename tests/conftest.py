@@ -24,7 +24,8 @@ from tux_sentry_cog import (
 )
 from tux_sentry_cog.testing import InteractionDriver, SentryEndpoint, reset_sentry_sdk
 
-pytest_plugins = ["tux_sentry_cog.testing.plugin"]
+# The fixtures of tux_sentry_cog.testing.plugin come from its pytest11 entry point: listing
+# it in pytest_plugins as well would register it twice.
 
 BOT_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GabcDE.abcdefghijklmnopqrstuvwxyz0123456789AB"
 

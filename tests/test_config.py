@@ -55,6 +55,7 @@ def test_env_variables_are_the_spec_table() -> None:
     assert set(ENV_VARIABLES) == {
         "TUX_SENTRY_TRACK_ACTIVITY",
         "TUX_SENTRY_MONITOR_LOOPS",
+        "TUX_SENTRY_DISCORD_LOGS_LEVEL",
         "SENTRY_DSN",
         "SENTRY_ENVIRONMENT",
         "SENTRY_RELEASE",
@@ -108,6 +109,7 @@ PARSED = [
     ("TUX_SENTRY_TRACK_ACTIVITY", "0", "track_activity", False),
     ("TUX_SENTRY_MONITOR_LOOPS", "true", "monitor_loops", True),
     ("TUX_SENTRY_MONITOR_LOOPS", "off", "monitor_loops", False),
+    ("TUX_SENTRY_DISCORD_LOGS_LEVEL", " info ", "discord_logs_level", "INFO"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "123456789012345678", "status_guild_ids",
      (123456789012345678,)),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "1, 2,3", "status_guild_ids", (1, 2, 3)),
@@ -193,6 +195,7 @@ BAD = [
     ("TUX_SENTRY_SEND_PII", "sure"),
     ("TUX_SENTRY_TRACK_ACTIVITY", "maybe"),
     ("TUX_SENTRY_MONITOR_LOOPS", "sometimes"),
+    ("TUX_SENTRY_DISCORD_LOGS_LEVEL", "chatty"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "abc"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "1,two"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "-5"),

@@ -100,6 +100,15 @@ def _validate_prefix(value: str) -> None:
         raise ValueError("expected letters, digits, '_', '-' or '.', not ending in '.'")
 
 
+def _parse_log_level(text: str) -> str:
+    return text.strip().upper()
+
+
+def _validate_log_level(value: str) -> None:
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+
 def _validate_dsn(value: str | None) -> None:
     if value is None:
         return
@@ -131,6 +140,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], None] | None
     "send_pii": ("TUX_SENTRY_SEND_PII", _parse_bool, None),
     "track_activity": ("TUX_SENTRY_TRACK_ACTIVITY", _parse_bool, None),
     "monitor_loops": ("TUX_SENTRY_MONITOR_LOOPS", _parse_bool, None),
+    "discord_logs_level": ("TUX_SENTRY_DISCORD_LOGS_LEVEL", _parse_log_level, _validate_log_level),
     "status_guild_ids": ("TUX_SENTRY_STATUS_GUILD_IDS", _parse_guild_ids, _validate_guild_ids),
 }
 
@@ -196,6 +206,9 @@ class SentryCogConfig:
             adds a listener on every message).
         monitor_loops: Send Sentry Crons check-ins for the ``tasks`` loops of loaded
             cogs that run at most once a minute (docs/task-loops.md).
+        discord_logs_level: With Sentry Logs on, the lowest level of discord.py's own
+            log records (loggers ``discord`` and ``discord.*``) sent as logs;
+            ``"WARNING"`` keeps its INFO chatter (connects, resumes, rate limits) out.
         status_guild_ids: Register ``/sentry`` only in these guilds; ``None`` is global.
     """
 
@@ -212,6 +225,7 @@ class SentryCogConfig:
     send_pii: bool = False
     track_activity: bool = False
     monitor_loops: bool = False
+    discord_logs_level: str = "WARNING"
     status_guild_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -287,6 +301,7 @@ _EXPECTED_TYPES: dict[str, tuple[type, ...]] = {
     "send_pii": (bool,),
     "track_activity": (bool,),
     "monitor_loops": (bool,),
+    "discord_logs_level": (str,),
     "status_guild_ids": (tuple, type(None)),
 }
 

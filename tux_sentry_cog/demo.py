@@ -38,10 +38,21 @@ from tux_sentry_cog.testing.server import MAX_ENVELOPES, SentryEndpoint, reset_s
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-__all__ = ["DemoCommands", "TransportTap", "message_text", "run_demo", "spotlight_dsn"]
+__all__ = [
+    "DEMO_BOT_TOKEN",
+    "DemoCommands",
+    "TransportTap",
+    "message_text",
+    "run_demo",
+    "spotlight_dsn",
+]
 
 #: The demo's fake Discord API error: what a bot gets when it lacks a permission.
 _MISSING_PERMISSIONS = {"code": 50013, "message": "Missing Permissions"}
+
+#: The demo bot's token: shaped like a real one, valid nowhere. What the demo sends
+#: (and what a server stores) must never hold it.
+DEMO_BOT_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAwMA.GdEmOx.demo-token-that-is-valid-nowhere-0000"  # noqa: S105
 
 
 class _Response:
@@ -547,6 +558,7 @@ async def run_demo(
         demo = DemoCommands()
         await bot.add_cog(demo)
         dpytest.configure(bot, guilds=list(GUILDS), members=2)
+        bot.http.token = DEMO_BOT_TOKEN
         bot.sentry_cog_config = SentryCogConfig(  # type: ignore[attr-defined]
             dsn=target, monitor_loops=True
         )

@@ -44,6 +44,7 @@ from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
 from tux_sentry_cog.core.payload import JsonReady, OwnCrumbData, take_whole
 from tux_sentry_cog.core.runs import CommandRun, current_run
+from tux_sentry_cog.core.streaming import is_streamed
 from tux_sentry_cog.shared import SHARED
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ def _resolved(
     try:
         if transaction is not None:
             transaction.name = name
+            if is_streamed(transaction):  # its tags are attributes
+                transaction.set_attribute("command.name", name)
         if scoped:
             sentry_sdk.get_isolation_scope().set_tag("command.name", name)
     except Exception:
@@ -432,6 +435,7 @@ class BotInstrumentation:
                 command_type=info.command_type,
                 cog=info.cog,
                 guild_id=info.guild_id,
+                shard_id=info.shard_id,
                 user_id=info.user_id,
                 values_of=None if self._send_pii else functools.partial(run_values, source),
                 secrets=run_secrets(source),
@@ -515,7 +519,7 @@ class BotInstrumentation:
                 if info.user_id is not None:
                     # Whole through the SDK's serializer, like the breadcrumb's data.
                     scope.set_user(JsonReady(id=str(info.user_id)))
-                run.transaction = self.transactions.open_run_transaction(run, info.known)
+                run.transaction = self.transactions.open_run_transaction(run, info.known, tags)
                 scope.add_breadcrumb(
                     category="command",
                     message=f"Started command: {info.name}",

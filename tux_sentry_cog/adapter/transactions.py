@@ -17,6 +17,13 @@ from sentry_sdk.tracing import TransactionSource
 
 from tux_sentry_cog.adapter.context import ContextOrInteraction, describe_source
 from tux_sentry_cog.core.runs import current_run
+from tux_sentry_cog.core.streaming import (
+    end_span,
+    is_streamed,
+    set_outcome,
+    start_streamed_span,
+    streaming,
+)
 from tux_sentry_cog.shared import SHARED
 
 if TYPE_CHECKING:
@@ -105,16 +112,26 @@ class EnhancedTransactionManager:
         op = OPS.get(info.command_type) if info.known else None
         if op is None:
             return None
+        if streaming():
+            return start_streamed_span(command_name or info.name, op, info.tags(), active=True)
         transaction = _start(op, command_name or info.name)
         if transaction is not None:
             transaction.__enter__()
         return transaction
 
-    def open_run_transaction(self, run: CommandRun, known: bool) -> Any:
-        """Start the transaction of ``run`` in the current (isolation) scope."""
+    def open_run_transaction(
+        self, run: CommandRun, known: bool, tags: dict[str, str] | None = None
+    ) -> Any:
+        """Start the transaction of ``run`` in the current (isolation) scope.
+
+        With span streaming it is a streamed root span instead, carrying ``tags`` (the
+        run's tags, which a transaction takes from the scope) as attributes.
+        """
         op = OPS.get(run.command_type) if known else None
         if op is None:
             return None
+        if streaming():
+            return start_streamed_span(run.name, op, dict(tags or {}), active=True)
         transaction = _start(op, run.name)
         if transaction is not None:
             transaction.__enter__()
@@ -123,6 +140,10 @@ class EnhancedTransactionManager:
     @staticmethod
     def finish_command_transaction(transaction: Any, status: str) -> None:
         """Set ``status`` and finish; the current span goes back to what it was."""
+        if is_streamed(transaction):
+            set_outcome(transaction, status)
+            end_span(transaction)
+            return
         transaction.set_status(status)
         # Exit without the exception: the status already says how the run ended, and
         # the SDK would overwrite it with internal_error.
@@ -149,6 +170,13 @@ class EnhancedTransactionManager:
             run = SHARED.runs_by_source.get(parent_source_id)
         if run is None or run.transaction is None:
             return None
+        parent = run.transaction
+        if is_streamed(parent):
+            attributes = {
+                "correlation_id": run.correlation_id,
+                "parent_operation": parent.get_attributes().get("sentry.op"),
+            }
+            return start_streamed_span(description, operation, attributes, parent, active=False)
         child = run.transaction.start_child(op=operation, name=description)
         child.set_tag("correlation_id", run.correlation_id)
         child.set_tag("parent_operation", run.transaction.op)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from sentry_sdk.utils import Dsn
 
 from tux_sentry_cog.core.delivery import DeliveryLedger
 from tux_sentry_cog.core.metrics import STRUCTURAL
+from tux_sentry_cog.core.runs import current_run
 
 if TYPE_CHECKING:
     from tux_sentry_cog.config import SentryCogConfig
@@ -81,7 +83,7 @@ def _small_metric_batches(client: Any) -> None:
     """Have the SDK send the metrics of the cog's own client 100 at a time, not 1,000.
 
     The SDK keeps each metric (a dict of attribute dicts) in its batcher until it has
-    1,000 or 5 s have passed. At hundreds of commands a second (three metrics each) that
+    1,000 or 5 s have passed. At hundreds of commands a second (a metric or more each) that
     is long enough for them to reach the collector's oldest generation, and they set off
     full garbage collections, each a pause as long as a walk of the whole heap (60-130
     ms in ``benchmarks/bench_load.py``; none in 60 s with batches of 100). There is no
@@ -91,14 +93,17 @@ def _small_metric_batches(client: Any) -> None:
     batcher = getattr(client, "metrics_batcher", None)
     if batcher is None:
         return  # metrics off in this client
-    if not isinstance(getattr(batcher, "MAX_BEFORE_FLUSH", None), int):
-        _log.warning(
-            "tux_sentry_cog: sentry-sdk %s has no metric batch size to set; metrics go "
-            "in the SDK's default batches",
-            sentry_sdk.VERSION,
-        )
-        return
-    batcher.MAX_BEFORE_FLUSH = min(batcher.MAX_BEFORE_FLUSH, METRIC_BATCH_SIZE)
+    # The constant's name in recent SDKs, and in the first ones with these metrics.
+    for name in ("MAX_BEFORE_FLUSH", "MAX_METRICS_BEFORE_FLUSH"):
+        size = getattr(batcher, name, None)
+        if isinstance(size, int):
+            setattr(batcher, name, min(size, METRIC_BATCH_SIZE))
+            return
+    _log.warning(
+        "tux_sentry_cog: sentry-sdk %s has no metric batch size to set; metrics go "
+        "in the SDK's default batches",
+        sentry_sdk.VERSION,
+    )
 
 
 _REPORTED_ATTR = "__tux_sentry_reported__"
@@ -147,6 +152,35 @@ def _is_duplicate_log_event(hint: Any) -> bool:
     if not exc_info:
         return False
     return was_reported(exc_info[1])
+
+
+#: Sentry Logs' severity numbers (OpenTelemetry's) of logging's level names.
+LOG_SEVERITY = {"DEBUG": 5, "INFO": 9, "WARNING": 13, "ERROR": 17, "CRITICAL": 21}
+
+
+def _is_discord_chatter(log: dict[str, Any], floor: int) -> bool:
+    """A record of discord.py's own loggers below the level the owner asked for."""
+    attributes = log.get("attributes")
+    name = attributes.get("logger.name") if isinstance(attributes, dict) else None
+    if not isinstance(name, str) or not (name == "discord" or name.startswith("discord.")):
+        return False
+    number = log.get("severity_number")
+    return isinstance(number, int) and number < floor
+
+
+def _link_to_run(log: dict[str, Any]) -> None:
+    """Give a log line emitted inside a run the run's correlation id, command, guild, shard.
+
+    Read from the run of the emitting task, not set as scope attributes: the SDK copies
+    those onto metrics and streamed spans too, where a correlation id per command
+    would be an attribute of unbounded cardinality.
+    """
+    run = current_run.get()
+    attributes = log.get("attributes")
+    if run is None or not isinstance(attributes, dict):
+        return
+    for key, value in run.log_attributes().items():
+        attributes.setdefault(key, value)
 
 
 class SentryConnection:
@@ -293,23 +327,13 @@ class SentryConnection:
 
             transport.record_lost_event = record_lost_event
             patches.append(("record_lost_event", record_lost_event))
-        handle = getattr(transport, "_handle_response", None)
         disabled = getattr(transport, "_disabled_until", None)
-        if callable(handle) and isinstance(disabled, dict):
-
-            def handle_response(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    response = kwargs.get("response", args[0] if args else None)
-                    envelope = kwargs.get("envelope", args[1] if len(args) > 1 else None)
-                    if response is not None:
-                        ledger.on_response(int(response.status), envelope)
-                except Exception:
-                    _log.debug("tux_sentry_cog could not count a response", exc_info=True)
-                return handle(*args, **kwargs)
-
-            transport._handle_response = handle_response  # noqa: SLF001 - see docstring
-            patches.append(("_handle_response", handle_response))
+        if isinstance(disabled, dict):
+            # The rate limits in force, per category (read, never changed).
             ledger.bind_rate_limits(disabled)
+        if self._watch_responses(transport, patches) or self._watch_old_transport(
+            transport, patches
+        ):
             ledger.deliveries_known = True
         else:
             _log.warning(
@@ -319,6 +343,62 @@ class SentryConnection:
                 sentry_sdk.VERSION,
             )
         self._transport_patch = (transport, patches)
+
+    def _watch_responses(self, transport: Any, patches: list[tuple[str, Any]]) -> bool:
+        """Wrap the transport's ``_handle_response(response, envelope)`` (recent SDKs)."""
+        handle = getattr(transport, "_handle_response", None)
+        if not callable(handle):
+            return False
+        ledger = self.ledger
+
+        def handle_response(*args: Any, **kwargs: Any) -> Any:
+            try:
+                response = kwargs.get("response", args[0] if args else None)
+                envelope = kwargs.get("envelope", args[1] if len(args) > 1 else None)
+                if response is not None:
+                    ledger.on_response(int(response.status), envelope)
+            except Exception:
+                _log.debug("tux_sentry_cog could not count a response", exc_info=True)
+            return handle(*args, **kwargs)
+
+        transport._handle_response = handle_response  # noqa: SLF001 - see _watch_transport
+        patches.append(("_handle_response", handle_response))
+        return True
+
+    def _watch_old_transport(self, transport: Any, patches: list[tuple[str, Any]]) -> bool:
+        """The first SDKs with these transports (2.44): no ``_handle_response``.
+
+        There ``_send_request(body, headers, endpoint_type, envelope)`` posts and then
+        hands every response to ``_update_rate_limits(response)``: the envelope is kept
+        for the worker thread while it sends, and the status read there.
+        """
+        send = getattr(transport, "_send_request", None)
+        update = getattr(transport, "_update_rate_limits", None)
+        if not (callable(send) and callable(update)):
+            return False
+        ledger = self.ledger
+        sending = threading.local()
+
+        def send_request(*args: Any, **kwargs: Any) -> Any:
+            # Its arguments are body, headers, endpoint_type and envelope.
+            sending.envelope = kwargs.get("envelope", args[3] if len(args) > 3 else None)  # noqa: PLR2004
+            try:
+                return send(*args, **kwargs)
+            finally:
+                sending.envelope = None
+
+        def update_rate_limits(response: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                ledger.on_response(int(response.status), getattr(sending, "envelope", None))
+            except Exception:
+                _log.debug("tux_sentry_cog could not count a response", exc_info=True)
+            return update(response, *args, **kwargs)
+
+        transport._send_request = send_request  # noqa: SLF001 - see _watch_transport
+        transport._update_rate_limits = update_rate_limits  # noqa: SLF001
+        patches.append(("_send_request", send_request))
+        patches.append(("_update_rate_limits", update_rate_limits))
+        return True
 
     def _unwatch_transport(self) -> None:
         if self._transport_patch is not None:
@@ -386,9 +466,13 @@ class SentryConnection:
 
     def _before_send_log(self, previous: EventHook | None) -> EventHook:
         scrubber = self._scrubber
+        floor = LOG_SEVERITY[self._config.discord_logs_level]
 
         def before_send_log(log: Any, hint: Any) -> Any:
             if isinstance(log, dict):
+                if _is_discord_chatter(log, floor):
+                    return None
+                _link_to_run(log)
                 log = scrubber.scrub_log(log)
             return log if previous is None else previous(log, hint)
 
@@ -410,12 +494,24 @@ class SentryConnection:
 
         return before_send_metric
 
+    def _before_send_span(self, previous: EventHook | None) -> EventHook:
+        scrubber = self._scrubber
+
+        def before_send_span(span: Any, hint: Any) -> Any:
+            # Streamed spans (trace_lifecycle="stream") skip before_send_transaction.
+            if isinstance(span, dict):
+                span = scrubber.scrub_span(span)
+            return span if previous is None else previous(span, hint)
+
+        return before_send_span
+
     def _chain_hooks(self, client: Any) -> None:
         for name, factory in (
             ("before_send", self._before_send),
             ("before_send_transaction", self._before_send_transaction),
             ("before_send_log", self._before_send_log),
             ("before_send_metric", self._before_send_metric),
+            ("before_send_span", self._before_send_span),
         ):
             previous = client.options.get(name)
             if previous is None and name in ("before_send_metric", "before_send_log"):

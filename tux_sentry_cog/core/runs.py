@@ -43,6 +43,7 @@ class CommandRun:
         command_type: One of the ``command.type`` values (docs/events.md).
         cog: Name of the cog that owns the command, if any.
         guild_id: Guild id as a string, or ``"dm"``.
+        shard_id: The guild's shard on a sharded bot, else ``None``.
         user_id: The invoking user's id, if any.
         correlation_id: Fresh for every run; on every event, span and breadcrumb.
         started: ``time.perf_counter()`` at the start.
@@ -70,6 +71,7 @@ class CommandRun:
     command_type: str
     cog: str | None = None
     guild_id: str = "dm"
+    shard_id: int | None = None
     user_id: int | None = None
     correlation_id: str = field(default_factory=_new_correlation_id)
     started: float = field(default_factory=time.perf_counter)
@@ -114,6 +116,20 @@ class CommandRun:
         if self.ended:
             self._values = values
         return values
+
+    def log_attributes(self) -> dict[str, str]:
+        """What ties a log line to this run: its correlation id, command, guild, shard.
+
+        The same values as the run's tags (``shard.id`` only on sharded bots, as there).
+        """
+        attributes = {
+            "correlation_id": self.correlation_id,
+            "command.name": self.name,
+            "guild.id": self.guild_id,
+        }
+        if self.shard_id is not None:
+            attributes["shard.id"] = str(self.shard_id)
+        return attributes
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the run started."""

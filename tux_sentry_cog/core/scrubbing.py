@@ -458,6 +458,35 @@ class Scrubber:
                 attributes[key] = rules.walk(value, _STRUCT if structural else _FREE)
         return log
 
+    def scrub_span(self, span: dict[str, Any]) -> dict[str, Any]:
+        """Scrub a streamed span (``trace_lifecycle="stream"``) in place and return it.
+
+        The same rules as a transaction's span, its name being the description and its
+        attributes the data. A run's own span (the segment) is named after the command
+        and carries the cog's tags as attributes: those are structure, as on a
+        transaction; the SDK's ``sentry.*`` attributes too.
+        """
+        rules = self._rules()
+        name = span.get("name")
+        attributes = span.get("attributes")
+        if not isinstance(attributes, dict):
+            attributes = {}
+        texts = [name] if isinstance(name, str) else []
+        _gather(attributes, texts)
+        if rules.clean("\n".join(texts)):
+            return span
+        if span.get("is_segment"):
+            if isinstance(name, str):
+                span["name"] = rules.text(name, _STRUCT)
+            for key, value in list(attributes.items()):
+                own = key in COG_TAG_KEYS or str(key).startswith("sentry.")
+                attributes[key] = rules.walk(value, _STRUCT if own else _FREE)
+            return span
+        legacy = {"description": name, "data": attributes}
+        _scrub_span(rules, legacy)
+        span["name"] = legacy["description"]
+        return span
+
     def scrub_attributes(self, attributes: dict[str, Any]) -> dict[str, Any]:
         """Scrub a metric's attributes in place (secrets, shapes and e-mails)."""
         rules = self._rules()

@@ -21,6 +21,7 @@ import sentry_sdk
 
 from tux_sentry_cog.core.reporters import BusinessMetricsReporter
 from tux_sentry_cog.core.runs import current_run
+from tux_sentry_cog.core.streaming import end_span, is_streamed, start_streamed_span, streaming
 
 __all__ = [
     "MAX_QUERY_CHARS",
@@ -84,6 +85,9 @@ class TrackedOperation:
             return self
         try:
             transaction = run.transaction if run is not None else None
+            if streaming():
+                self.span = self._start_streamed(run, transaction)
+                return self
             if transaction is not None:
                 # A child of the run's own transaction, never made the scope's current
                 # span: tasks of one command (asyncio.gather) share that scope, so the
@@ -124,6 +128,16 @@ class TrackedOperation:
         """Same as ``with``."""
         self.__exit__(exc_type, exc, tb)
 
+    def _start_streamed(self, run: Any, parent: Any) -> Any:
+        """The streamed span of this operation: a child of the run's span, as above."""
+        attributes = dict(self.data)
+        if run is not None:
+            attributes["correlation_id"] = run.correlation_id
+        if parent is not None:
+            return start_streamed_span(self.name, self.op, attributes, parent, active=False)
+        self._entered = True  # no run: the span is current while the operation runs
+        return start_streamed_span(self.name, self.op, attributes, active=True)
+
     def _finish(self, duration_ms: float, exc: BaseException | None) -> None:
         span = self.span
         status = self.status_code
@@ -137,8 +151,17 @@ class TrackedOperation:
                 self.attributes["service"], self.attributes["endpoint"], status, duration_ms
             )
             if span is not None and status is not None:
-                span.set_data("http.response.status_code", status)
-                span.set_http_status(status)
+                if is_streamed(span):
+                    span.set_attribute("http.response.status_code", status)
+                else:
+                    span.set_data("http.response.status_code", status)
+                    span.set_http_status(status)
+        if span is not None and is_streamed(span):
+            if exc is not None or (status is not None and status >= 400):  # noqa: PLR2004
+                span.status = "error"
+            end_span(span)
+            self.span = None
+            return
         if span is not None:
             if exc is not None and span.status is None:
                 span.set_status("internal_error")

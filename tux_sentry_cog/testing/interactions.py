@@ -41,6 +41,18 @@ class RecordedRequest:
     payload: dict[str, Any] | None
 
 
+def _nested(subcommands: list[str], leaf: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Options of a (sub)command path as Discord sends them.
+
+    The last name is a subcommand (type 1) holding the leaf options; one before it is
+    its group (type 2).
+    """
+    options = leaf
+    for depth, sub in enumerate(reversed(subcommands)):
+        options = [{"name": sub, "type": 1 if depth == 0 else 2, "options": options}]
+    return options
+
+
 @dataclass(slots=True)
 class InteractionResult:
     """What one interaction did, once its task finished."""
@@ -61,6 +73,14 @@ class InteractionResult:
             elif request.method in {"PATCH", "POST"}:
                 found.append(payload)
         return found
+
+    @property
+    def choices(self) -> list[dict[str, Any]]:
+        """The autocomplete choices sent back (``name``/``value`` dicts), if any."""
+        for response in self.responses:
+            if "choices" in response:
+                return list(response["choices"])
+        return []
 
     @property
     def first_response(self) -> dict[str, Any]:
@@ -210,13 +230,11 @@ class InteractionDriver:
             {"name": key, "type": _option_type(value), "value": value}
             for key, value in (options or {}).items()
         ]
-        for sub in reversed(parts[1:]):
-            leaf_options = [{"name": sub, "type": 1, "options": leaf_options}]
         data: dict[str, Any] = {
             "id": _snowflake(),
             "name": parts[0],
             "type": 1,
-            "options": leaf_options,
+            "options": _nested(parts[1:], leaf_options),
         }
         if guild_command and isinstance(member, discord.Member):
             data["guild_id"] = str(member.guild.id)
@@ -231,12 +249,17 @@ class InteractionDriver:
         member: discord.Member | discord.User,
         timeout: float = 10.0,  # noqa: ASYNC109 - see slash()
     ) -> InteractionResult:
-        """Ask ``/name`` for autocomplete choices of the option ``focused``."""
+        """Ask ``/name`` (``"group sub"`` for subcommands) for choices of ``focused``.
+
+        The choices sent back are in ``result.choices``.
+        """
+        parts = name.split()
         leaf = [
             {"name": key, "type": _option_type(value), "value": value, "focused": key == focused}
             for key, value in options.items()
         ]
-        data = {"id": _snowflake(), "name": name, "type": 1, "options": leaf}
+        options_tree = _nested(parts[1:], leaf)
+        data = {"id": _snowflake(), "name": parts[0], "type": 1, "options": options_tree}
         return await self._send(4, data, member=member, channel=None, timeout=timeout)
 
     async def user_context_menu(

@@ -1,15 +1,22 @@
 """pytest fixtures for bots that use tux_sentry_cog.
 
-Enable with ``pytest_plugins = ["tux_sentry_cog.testing.plugin"]`` in a ``conftest.py``.
+Installed as a ``pytest11`` entry point, so pytest loads it wherever the package is
+installed (``-p no:tux_sentry_cog`` turns it off); the fixtures only run when a test asks.
 
 - ``sentry_endpoint``: a started :class:`SentryEndpoint`; after the test, any SDK client
   still open is closed, so tests never send to each other's endpoints.
 - ``sentry_flush``: flushes the SDK and waits until the endpoint has what was sent.
+- ``sentry_bot``: a factory of real ``commands.Bot`` instances configured for dpytest,
+  with your cogs added and ``tux_sentry_cog`` loaded against ``sentry_endpoint``; each is
+  unloaded and dpytest's queue emptied after the test. Needs the ``testing`` extra
+  (dpytest, pytest-asyncio).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sentry_sdk
@@ -17,7 +24,9 @@ import sentry_sdk
 from tux_sentry_cog.testing.server import SentryEndpoint, reset_sentry_sdk
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+
+    from discord.ext import commands
 
 __all__ = ["sentry_endpoint", "sentry_flush"]
 
@@ -45,3 +54,63 @@ def sentry_flush(sentry_endpoint: SentryEndpoint) -> Callable[[], SentryEndpoint
         return sentry_endpoint
 
     return flush
+
+
+async def _make_bots(endpoint: SentryEndpoint) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    import discord  # noqa: PLC0415 - the testing extra, only when the fixture runs
+    import discord.ext.test as dpytest  # noqa: PLC0415
+    from discord.ext import commands  # noqa: PLC0415
+
+    from tux_sentry_cog.config import SentryCogConfig  # noqa: PLC0415
+
+    bots: list[commands.Bot] = []
+
+    async def factory(
+        cogs: Iterable[commands.Cog] = (),
+        *,
+        bot: commands.Bot | None = None,
+        config: SentryCogConfig | None = None,
+        members: int = 2,
+    ) -> commands.Bot:
+        """A bot with ``cogs`` and the cog loaded, configured for dpytest.
+
+        Args:
+            cogs: Your cogs, added before the Sentry cog loads.
+            bot: Your own bot (any ``commands.Bot`` subclass); by default a
+                ``commands.Bot(command_prefix="!", intents=discord.Intents.all())``.
+            config: The cog's configuration; by default one sending to
+                ``sentry_endpoint``.
+            members: Members of dpytest's guild.
+        """
+        if bot is None:
+            bot = commands.Bot(command_prefix="!", intents=discord.Intents.all())
+        await bot._async_setup_hook()  # what Bot.start does before login
+        for cog in cogs:
+            await bot.add_cog(cog)
+        dpytest.configure(bot, members=members)
+        bot.sentry_cog_config = config or SentryCogConfig(dsn=endpoint.dsn)  # type: ignore[attr-defined]
+        await bot.load_extension("tux_sentry_cog")
+        bots.append(bot)
+        return bot
+
+    try:
+        yield factory
+    finally:
+        for bot in bots:
+            with contextlib.suppress(Exception):
+                await bot.unload_extension("tux_sentry_cog")
+        await dpytest.empty_queue()
+
+
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    import pytest_asyncio
+
+    @pytest_asyncio.fixture
+    async def sentry_bot(
+        sentry_endpoint: SentryEndpoint,
+    ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+        """A factory of bots with your cogs and the Sentry cog loaded (see the module)."""
+        async for factory in _make_bots(sentry_endpoint):
+            yield factory
+
+    __all__ += ["sentry_bot"]

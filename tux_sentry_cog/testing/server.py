@@ -280,6 +280,21 @@ class SentryEndpoint:
                 metrics.extend(payload.get("items", []))
         return metrics
 
+    def logs(self) -> list[dict[str, Any]]:
+        """Every Sentry Logs record in every ``log`` item, flattened."""
+        return self._batched("log")
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Every streamed span in every ``span`` item (span streaming), flattened."""
+        return self._batched("span")
+
+    def _batched(self, item_type: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for payload in self.items(item_type):
+            if isinstance(payload, dict):
+                found.extend(payload.get("items", []))
+        return found
+
     def raw_bytes(self) -> bytes:
         """Everything received, decompressed, for "this must never appear" checks."""
         return b"\n".join(envelope.raw for envelope in self.envelopes)
