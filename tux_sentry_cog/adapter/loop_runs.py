@@ -308,9 +308,14 @@ class LoopRuns:
             _log.exception("tux_sentry_cog could not report a task loop error")
             return "internal_error"
 
-    async def _run_plain(
-        self, loop: Any, run: CommandRun, call: Callable[[], Awaitable[Any]]
+    async def _outcome(
+        self,
+        loop: Any,
+        run: CommandRun,
+        call: Callable[[], Awaitable[Any]],
+        done: Callable[[str], None],
     ) -> Any:
+        """Await the iteration; report its failure; hand its status to ``done``."""
         status = "ok"
         try:
             return await call()
@@ -321,7 +326,12 @@ class LoopRuns:
             status = self._safe_report(loop, exc, run)
             raise
         finally:
-            self._finish(run, status)
+            done(status)
+
+    async def _run_plain(
+        self, loop: Any, run: CommandRun, call: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        return await self._outcome(loop, run, call, lambda status: self._finish(run, status))
 
     async def _run_traced(
         self, loop: Any, run: CommandRun, call: Callable[[], Awaitable[Any]]
@@ -349,23 +359,14 @@ class LoopRuns:
                         check_in_id = self._checkin(slug, config, "in_progress")
             except Exception:
                 _log.exception("tux_sentry_cog could not start a task loop run")
-            status = "ok"
-            try:
-                return await call()
-            except asyncio.CancelledError:
-                status = "cancelled"
-                raise
-            except Exception as exc:
-                status = self._safe_report(loop, exc, run)
-                raise
-            finally:
-                duration = run.elapsed_ms() / 1000.0
+
+            def done(status: str) -> None:
                 self._checkin(
                     slug,
                     config,
                     "ok" if status in ("ok", "cancelled") else "error",
                     check_in_id,
-                    duration,
+                    run.elapsed_ms() / 1000.0,
                 )
                 try:
                     if run.transaction is not None:
@@ -373,6 +374,8 @@ class LoopRuns:
                 except Exception:
                     _log.exception("tux_sentry_cog could not finish a task transaction")
                 self._finish(run, status)
+
+            return await self._outcome(loop, run, call, done)
 
     def _finish(self, run: CommandRun, status: str) -> None:
         try:
