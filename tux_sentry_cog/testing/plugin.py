@@ -62,6 +62,7 @@ async def _make_bots(endpoint: SentryEndpoint) -> AsyncIterator[Callable[..., Aw
     from discord.ext import commands  # noqa: PLC0415
 
     from tux_sentry_cog.config import SentryCogConfig  # noqa: PLC0415
+    from tux_sentry_cog.testing.sharding import configure  # noqa: PLC0415
 
     bots: list[commands.Bot] = []
 
@@ -71,23 +72,27 @@ async def _make_bots(endpoint: SentryEndpoint) -> AsyncIterator[Callable[..., Aw
         bot: commands.Bot | None = None,
         config: SentryCogConfig | None = None,
         members: int = 2,
+        guilds: int = 1,
     ) -> commands.Bot:
         """A bot with ``cogs`` and the cog loaded, configured for dpytest.
 
         Args:
             cogs: Your cogs, added before the Sentry cog loads.
-            bot: Your own bot (any ``commands.Bot`` subclass); by default a
+            bot: Your own bot (a ``commands.Bot`` or ``commands.AutoShardedBot`` with
+                a ``shard_count``, or a subclass); by default a
                 ``commands.Bot(command_prefix="!", intents=discord.Intents.all())``.
             config: The cog's configuration; by default one sending to
                 ``sentry_endpoint``.
-            members: Members of dpytest's guild.
+            members: Members of each of dpytest's guilds.
+            guilds: How many guilds; on a sharded bot guild ``i`` is on shard
+                ``i % shard_count``.
         """
         if bot is None:
             bot = commands.Bot(command_prefix="!", intents=discord.Intents.all())
         await bot._async_setup_hook()  # what Bot.start does before login
         for cog in cogs:
             await bot.add_cog(cog)
-        dpytest.configure(bot, members=members)
+        configure(bot, guilds=guilds, members=members)
         bot.sentry_cog_config = config or SentryCogConfig(dsn=endpoint.dsn)  # type: ignore[attr-defined]
         await bot.load_extension("tux_sentry_cog")
         bots.append(bot)
