@@ -3,8 +3,10 @@
 Installed as a ``pytest11`` entry point, so pytest loads it wherever the package is
 installed (``-p no:tux_sentry_cog`` turns it off); the fixtures only run when a test asks.
 
-- ``sentry_endpoint``: a started :class:`SentryEndpoint`; after the test, any SDK client
-  still open is closed, so tests never send to each other's endpoints.
+- ``sentry_endpoint``: a started :class:`SentryEndpoint`; the SDK's isolation and current
+  scopes are emptied before the test (no breadcrumb or tag of an earlier test shows), and
+  after it any SDK client still open is closed, so tests never send to each other's
+  endpoints.
 - ``sentry_flush``: flushes the SDK and waits until the endpoint has what was sent.
 - ``sentry_bot``: a factory of real ``commands.Bot`` instances configured for dpytest,
   with your cogs added and ``tux_sentry_cog`` loaded against ``sentry_endpoint``; each is
@@ -31,9 +33,19 @@ if TYPE_CHECKING:
 __all__ = ["sentry_endpoint", "sentry_flush"]
 
 
+def _empty_scopes() -> None:
+    # A test's tasks copy the main context, and with it the isolation and current scopes
+    # the SDK created there on first use: the same objects for every test of the process.
+    # Breadcrumbs, tags and user an earlier test left on them would show in this test's
+    # events (and whether they do would depend on the order the tests ran in).
+    sentry_sdk.get_isolation_scope().clear()
+    sentry_sdk.get_current_scope().clear()
+
+
 @pytest.fixture
 def sentry_endpoint() -> Iterator[SentryEndpoint]:
-    """A loopback Sentry; the SDK is reset after the test."""
+    """A loopback Sentry, empty scopes to start; the SDK is reset after the test."""
+    _empty_scopes()
     with SentryEndpoint() as endpoint:
         try:
             yield endpoint
