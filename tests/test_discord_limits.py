@@ -16,18 +16,21 @@ import json
 import logging
 import time
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
-import pytest
 from aiohttp import web
 from discord import app_commands
 from discord.webhook import async_ as webhook_async
 
 from tests.conftest import BOT_TOKEN, FakeResponse, assert_sentry_accepts
-from tux_sentry_cog.adapter import discord_limits
+from tux_sentry_cog.adapter import discord_limits, patches
 from tux_sentry_cog.core.discord_limits import route_template
+from tux_sentry_cog.shared import SHARED
 from tux_sentry_cog.status import build_status_embed
+
+if TYPE_CHECKING:
+    import pytest
 
 INTERACTION_TOKEN = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDEyMzQ1Njc4OTpTZWNyZXRUb2tlbkhlcmU"
 WEBHOOK_TOKEN = "WebhookSecretToken_abcdefghijklmnopqrstuvwxyz0123456789-ABCDEFGHIJ"
@@ -118,7 +121,9 @@ class FakeDiscord:
             await self.runner.cleanup()
 
 
-async def _rest_client(fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> discord.http.HTTPClient:
+async def _rest_client(
+    fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> discord.http.HTTPClient:
     monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{fake.port}/api/v10")
     http = discord.http.HTTPClient(asyncio.get_running_loop())
     await http.static_login(BOT_TOKEN)
@@ -359,14 +364,11 @@ async def test_unknown_interaction_is_a_missed_deadline_and_its_event_says_so(
 
 
 def test_a_missing_log_format_warns_once(monkeypatch, caplog):
-    from tux_sentry_cog.adapter import patches
-    from tux_sentry_cog.shared import SHARED
-
     monkeypatch.setattr(SHARED, "patched", set(SHARED.patched) - {"discord limits filters"})
     changed = types.SimpleNamespace(request=lambda: None)
     monkeypatch.setattr(discord.http, "HTTPClient", changed)
     added: list[Any] = []
-    monkeypatch.setattr(logging.Logger, "addFilter", lambda self, f: added.append(f))
+    monkeypatch.setattr(logging.Logger, "addFilter", lambda _self, f: added.append(f))
     with caplog.at_level(logging.WARNING, logger="tux_sentry_cog"):
         discord_limits.install_log_watch(patches._lost)
         discord_limits.install_log_watch(patches._lost)
