@@ -19,6 +19,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 import discord
+import sentry_sdk
 from aiohttp import web
 from discord import app_commands
 from discord.webhook import async_ as webhook_async
@@ -138,6 +139,9 @@ async def test_rest_429s_are_counted_by_scope_and_route_and_the_global_one_is_a_
     logging.getLogger("discord.http").addHandler(capture)
     fake = FakeDiscord()
     await fake.start()
+    # A scope of its own (as a bot's task has): the hits' breadcrumbs stay in this test.
+    scope = sentry_sdk.isolation_scope()
+    scope.__enter__()
     http = await _rest_client(fake, monkeypatch)
     callback = f"/interactions/123456789012345678/{INTERACTION_TOKEN}/callback"
     webhook = f"/webhooks/223456789012345678/{WEBHOOK_TOKEN}"
@@ -170,6 +174,7 @@ async def test_rest_429s_are_counted_by_scope_and_route_and_the_global_one_is_a_
         logging.getLogger("discord.http").removeHandler(capture)
         await http.close()
         await fake.stop()
+        scope.__exit__(None, None, None)
     # discord.py really was limited, retried, and succeeded: three 429s, three retries.
     assert fake.hits.count(f"POST /api/v10{callback}") == 2
     assert fake.hits.count(f"POST /api/v10{webhook}") == 4
@@ -242,24 +247,25 @@ class _Ws:
 async def test_heartbeat_warnings_and_reconnects_per_shard(make_bot, sentry_endpoint):
     harness = await make_bot()
     bot = harness.bot
-    # discord.py's own code: an ack more than 10 s after the beat logs "Can't keep up".
-    keep_alive = discord.gateway.KeepAliveHandler(ws=_Ws(), interval=41.25, shard_id=3)
-    keep_alive._last_send = time.perf_counter() - 12
-    keep_alive.ack()
-    # The blocked line needs the loop blocked for 10 s; logged as discord.py words it,
-    # plain (2.4-2.6) and with the loop's traceback appended (2.7).
-    gateway_log = logging.getLogger("discord.gateway")
-    gateway_log.warning(keep_alive.block_msg, 3, 10)
-    gateway_log.warning(f"{keep_alive.block_msg}\nLoop thread traceback:\n  ...", 3, 20)
-    # Not a heartbeat warning: the voice keep-alive's line.
-    gateway_log.warning("Shard ID %s voice heartbeat blocked for more than %s seconds", 3, 10)
+    with sentry_sdk.isolation_scope():  # the breadcrumbs stay in this test
+        # discord.py's own code: an ack more than 10 s after the beat logs "Can't keep up".
+        keep_alive = discord.gateway.KeepAliveHandler(ws=_Ws(), interval=41.25, shard_id=3)
+        keep_alive._last_send = time.perf_counter() - 12
+        keep_alive.ack()
+        # The blocked line needs the loop blocked for 10 s; logged as discord.py words it,
+        # plain (2.4-2.6) and with the loop's traceback appended (2.7).
+        gateway_log = logging.getLogger("discord.gateway")
+        gateway_log.warning(keep_alive.block_msg, 3, 10)
+        gateway_log.warning(f"{keep_alive.block_msg}\nLoop thread traceback:\n  ...", 3, 20)
+        # Not a heartbeat warning: the voice keep-alive's line.
+        gateway_log.warning("Shard ID %s voice heartbeat blocked for more than %s seconds", 3, 10)
 
-    bot.dispatch("connect")  # the first session: not a reconnect
-    bot.dispatch("resumed")
-    bot.dispatch("connect")
-    bot.dispatch("shard_connect", 1)
-    bot.dispatch("shard_resumed", 1)
-    await asyncio.sleep(0.05)
+        bot.dispatch("connect")  # the first session: not a reconnect
+        bot.dispatch("resumed")
+        bot.dispatch("connect")
+        bot.dispatch("shard_connect", 1)
+        bot.dispatch("shard_resumed", 1)
+        await asyncio.sleep(0.05)
 
     cog = bot.get_cog("Sentry")
     summary = cog.status_snapshot().discord_limits
