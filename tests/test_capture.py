@@ -272,6 +272,34 @@ async def test_default_integrations_give_one_event_per_failure(make_bot, sentry_
     assert any("Ignoring exception in command boom" in r.getMessage() for r in caplog.records)
 
 
+async def test_logged_duplicate_is_never_built(make_bot, sentry_flush, caplog):
+    """The SDK's logging integration builds an event (traceback formatted, each frame's
+    source read from disk) for every failure discord.py logs. The cog reports that failure
+    itself, so the duplicate is not even built: no event processor sees it. Ours is built,
+    and the log line still reaches the bot's handlers."""
+    harness = await make_bot()
+    del harness.bot.on_command_error
+    dpytest.configure(harness.bot, members=2)
+    built: list[str] = []
+
+    def processor(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+        if event.get("type") != "transaction":
+            built.append("log" if "log_record" in hint else "cog")
+        return event
+
+    with sentry_sdk.isolation_scope() as scope, caplog.at_level(logging.ERROR):
+        scope.add_event_processor(processor)
+        await harness.message("!boom")
+        await dpytest.run_all_events()
+        sentry_sdk.capture_message("after")
+    endpoint = sentry_flush()
+    assert built.count("log") == 0
+    assert built.count("cog") == 2  # the failure's event and the message
+    failures = [e for e in endpoint.events() if "exception" in e]
+    assert [e["exception"]["values"][-1]["type"] for e in failures] == ["RuntimeError"]
+    assert any("Ignoring exception in command boom" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("with_cog", [False, True], ids=["bare-bot", "with-cog"])
 async def test_error_still_reaches_the_log(make_bot, caplog, with_cog):
     harness = await make_bot(load=with_cog)

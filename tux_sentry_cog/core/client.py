@@ -154,6 +154,53 @@ def _is_duplicate_log_event(hint: Any) -> bool:
     return was_reported(exc_info[1])
 
 
+class _SkipReportedErrors(logging.Filter):
+    """Keeps the SDK's logging integration from building an event the cog will drop.
+
+    discord.py logs every command failure it has no handler for at ERROR with the
+    exception attached, and many bots log the errors they catch. The SDK's logging
+    integration turns each such record into a whole event (traceback formatted, every
+    frame's source file read from disk) before ``before_send`` can see it is a duplicate
+    of the cog's own event. Filtering the record on that one handler skips the build;
+    the owner's handlers, the SDK's breadcrumbs and its Sentry Logs still get the record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_info = record.exc_info
+        return not (exc_info and was_reported(exc_info[1]))
+
+
+_SKIP_REPORTED = _SkipReportedErrors()
+
+
+def _skip_reported_in_log_events(client: Any) -> None:
+    """Put :class:`_SkipReportedErrors` on the event handler of ``client``'s logging integration.
+
+    The handler is the integration's ``_handler`` attribute (not public; probed). Without
+    it, duplicates are still dropped in ``before_send``, only later. The filter is never
+    taken off: it passes everything no loaded cog has reported, and another bot's cog may
+    share the client.
+    """
+    try:
+        from sentry_sdk.integrations.logging import LoggingIntegration  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - part of every SDK the cog supports
+        return
+    integration = client.get_integration(LoggingIntegration)
+    if integration is None:
+        return  # the owner turned logging events off: nothing to skip
+    handler = getattr(integration, "_handler", None)
+    if handler is None:
+        return  # event_level=None: the integration builds no events
+    if not isinstance(handler, logging.Handler):
+        _log.warning(
+            "tux_sentry_cog: sentry-sdk %s keeps its logging event handler elsewhere; "
+            "duplicate log events of reported errors are dropped in before_send instead",
+            sentry_sdk.VERSION,
+        )
+        return
+    handler.addFilter(_SKIP_REPORTED)
+
+
 #: Sentry Logs' severity numbers (OpenTelemetry's) of logging's level names.
 LOG_SEVERITY = {"DEBUG": 5, "INFO": 9, "WARNING": 13, "ERROR": 17, "CRITICAL": 21}
 
@@ -249,6 +296,7 @@ class SentryConnection:
             self.mode = ClientMode.EXTERNAL
             self._chain_hooks(existing)
             self._watch_transport(existing)
+            _skip_reported_in_log_events(existing)
         elif self._config.dsn:
             sentry_sdk.init(
                 dsn=self._config.dsn,
@@ -266,6 +314,7 @@ class SentryConnection:
             self._chain_hooks(self._client)
             self._watch_transport(self._client)
             _small_metric_batches(self._client)
+            _skip_reported_in_log_events(self._client)
         else:
             self.mode = ClientMode.LOCAL
         _log.info("Sentry cog started in %s mode", self.mode.value)
