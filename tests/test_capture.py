@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import logging
+from typing import Any
 
 import discord
 import discord.ext.test as dpytest

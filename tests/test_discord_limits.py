@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import discord
 import sentry_sdk
 from aiohttp import web
+from conftest import BOT_TOKEN, FakeResponse, assert_sentry_accepts
 from discord import app_commands
 from discord.webhook import async_ as webhook_async
 
-from tests.conftest import BOT_TOKEN, FakeResponse, assert_sentry_accepts
 from tux_sentry_cog.adapter import discord_limits, patches
 from tux_sentry_cog.core.discord_limits import route_template
 from tux_sentry_cog.shared import SHARED
