@@ -155,14 +155,15 @@ def _is_duplicate_log_event(hint: Any) -> bool:
 
 
 class _SkipReportedErrors(logging.Filter):
-    """Keeps the SDK's logging integration from building an event the cog will drop.
+    """Keeps the SDK's logging integration from redoing the cog's work for a reported error.
 
     discord.py logs every command failure it has no handler for at ERROR with the
-    exception attached, and many bots log the errors they catch. The SDK's logging
-    integration turns each such record into a whole event (traceback formatted, every
-    frame's source file read from disk) before ``before_send`` can see it is a duplicate
-    of the cog's own event. Filtering the record on that one handler skips the build;
-    the owner's handlers, the SDK's breadcrumbs and its Sentry Logs still get the record.
+    exception attached, and many bots log the errors they catch. For each such record the
+    SDK's logging integration builds a whole event (traceback formatted, every frame's
+    source file read from disk) before ``before_send`` can see it duplicates the cog's
+    own, and formats the traceback again for a breadcrumb that says what that event says
+    (and lands in the run's own scope, which sends nothing after it). Filtering the record
+    on those two handlers skips both; the bot's own handlers and Sentry Logs still get it.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -174,12 +175,12 @@ _SKIP_REPORTED = _SkipReportedErrors()
 
 
 def _skip_reported_in_log_events(client: Any) -> None:
-    """Put :class:`_SkipReportedErrors` on the event handler of ``client``'s logging integration.
+    """Put :class:`_SkipReportedErrors` on the event and breadcrumb handlers of logging.
 
-    The handler is the integration's ``_handler`` attribute (not public; probed). Without
-    it, duplicates are still dropped in ``before_send``, only later. The filter is never
-    taken off: it passes everything no loaded cog has reported, and another bot's cog may
-    share the client.
+    The handlers are the logging integration's ``_handler`` and ``_breadcrumb_handler``
+    attributes (not public; probed). Without them, duplicates are still dropped in
+    ``before_send``, only later. The filter is never taken off: it passes everything no
+    loaded cog has reported, and another bot's cog may share the client.
     """
     try:
         from sentry_sdk.integrations.logging import LoggingIntegration  # noqa: PLC0415
@@ -187,18 +188,18 @@ def _skip_reported_in_log_events(client: Any) -> None:
         return
     integration = client.get_integration(LoggingIntegration)
     if integration is None:
-        return  # the owner turned logging events off: nothing to skip
-    handler = getattr(integration, "_handler", None)
-    if handler is None:
-        return  # event_level=None: the integration builds no events
-    if not isinstance(handler, logging.Handler):
-        _log.warning(
-            "tux_sentry_cog: sentry-sdk %s keeps its logging event handler elsewhere; "
-            "duplicate log events of reported errors are dropped in before_send instead",
-            sentry_sdk.VERSION,
-        )
-        return
-    handler.addFilter(_SKIP_REPORTED)
+        return  # the owner turned the logging integration off: nothing to skip
+    for name in ("_handler", "_breadcrumb_handler"):
+        if not hasattr(integration, name):
+            _log.warning(
+                "tux_sentry_cog: sentry-sdk %s keeps its logging handlers elsewhere; "
+                "log events of reported errors are dropped in before_send instead",
+                sentry_sdk.VERSION,
+            )
+            return
+        handler = getattr(integration, name)
+        if isinstance(handler, logging.Handler):  # None where the owner set its level off
+            handler.addFilter(_SKIP_REPORTED)
 
 
 #: Sentry Logs' severity numbers (OpenTelemetry's) of logging's level names.
