@@ -268,21 +268,18 @@ async def test_no_argument_byte_leaves_from_any_failure(make_bot, sentry_flush, 
     await harness.bot.unload_extension("tux_sentry_cog")
 
 
-def _quotable(word: str) -> bool:
-    # Inside a quoted argument a bare " ends the quote (the command then never runs: a
-    # user error, no event); an escaped one is fine, as is any other character.
-    return '"' not in word.replace('\\"', "") and not word.endswith("\\")
-
-
 @_SETTINGS
-@given(first=_SECRETS, second=_SECRETS, noise=st.lists(_WORDS.filter(_quotable), max_size=3))
+@given(first=_SECRETS, second=_SECRETS, noise=st.lists(_WORDS, max_size=3))
 async def test_quoted_arguments_never_leave(make_bot, sentry_flush, first, second, noise) -> None:
     harness = await _bot(make_bot)
     harness.endpoint.clear()
     rest = " ".join(noise)
     await harness.message(f'!pair "{first} {rest}" "{rest} {second}"')
     endpoint = sentry_flush()
-    assert len(_errors(endpoint)) == 1
+    # A noise word with a quote of its own can end a quoted argument early: discord.py
+    # then refuses the quoting (a user's error, no event). Nothing secret leaves either way.
+    refused = any(isinstance(e, commands.ArgumentParsingError) for e in harness.bot_errors)
+    assert len(_errors(endpoint)) == (0 if refused else 1)
     _assert_nothing_secret(endpoint, first, second)
     await harness.bot.unload_extension("tux_sentry_cog")
 
