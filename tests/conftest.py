@@ -23,6 +23,7 @@ from tux_sentry_cog import (
     track_external_api_call,
 )
 from tux_sentry_cog.testing import InteractionDriver, SentryEndpoint, reset_sentry_sdk
+from tux_sentry_cog.testing.sharding import configure as configure_dpytest
 
 # The fixtures of tux_sentry_cog.testing.plugin come from its pytest11 entry point: listing
 # it in pytest_plugins as well would register it twice.
@@ -254,16 +255,26 @@ async def make_bot(sentry_endpoint: SentryEndpoint) -> AsyncIterator[MakeBot]:
     bots: list[commands.Bot] = []
 
     async def factory(
-        config: SentryCogConfig | None = None, *, load: bool = True, **config_fields: Any
+        config: SentryCogConfig | None = None,
+        *,
+        load: bool = True,
+        shard_count: int | None = None,
+        **config_fields: Any,
     ) -> BotHarness:
         intents = discord.Intents.all()
-        bot = commands.Bot(command_prefix="!", intents=intents)
+        bot: commands.Bot
+        if shard_count is None:
+            bot = commands.Bot(command_prefix="!", intents=intents)
+        else:  # one guild per shard, two members in each
+            bot = commands.AutoShardedBot(
+                command_prefix="!", intents=intents, shard_count=shard_count
+            )
         await bot._async_setup_hook()
         sample = Sample()
         await bot.add_cog(sample)
         await bot.add_cog(Background())
         bot.tree.add_command(inspect_member)
-        dpytest.configure(bot, members=2)
+        configure_dpytest(bot, guilds=shard_count or 1, members=2)
         bot.http.token = BOT_TOKEN
         harness = BotHarness(bot, sample)
         harness.endpoint = sentry_endpoint

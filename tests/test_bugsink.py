@@ -119,10 +119,13 @@ def _install() -> Path:
     return target / "bin"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _bound_socket() -> socket.socket:
+    # Bound here and handed to gunicorn (--bind fd://N), so no other process (another
+    # pytest worker's endpoint, say) can take the port between choosing it and serving.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    return sock
 
 
 @dataclass
@@ -192,7 +195,8 @@ def bugsink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bugsink]:
     """Bugsink installed (or taken from the cache), configured, migrated and serving."""
     bin_dir = _install()
     folder = tmp_path_factory.mktemp("bugsink")
-    port = _free_port()
+    listening = _bound_socket()
+    port = int(listening.getsockname()[1])
     _configure(bin_dir, folder, port)
     env = {
         **os.environ,
@@ -216,7 +220,7 @@ def bugsink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bugsink]:
             [
                 str(bin_dir / "gunicorn"),
                 "--bind",
-                f"127.0.0.1:{port}",
+                f"fd://{listening.fileno()}",
                 "--workers",
                 "1",
                 "--no-control-socket",
@@ -226,7 +230,9 @@ def bugsink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bugsink]:
             cwd=folder,
             stdout=log,
             stderr=subprocess.STDOUT,
+            pass_fds=(listening.fileno(),),
         )
+    listening.close()  # gunicorn has its own copy
     try:
         deadline = time.monotonic() + 30
         while True:

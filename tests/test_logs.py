@@ -53,11 +53,13 @@ def _by_body(logs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {log["body"]: _attributes(log) for log in logs}
 
 
-async def _shop_bot(make_bot: Any, sentry_endpoint: Any, **config: Any) -> Any:
+async def _shop_bot(
+    make_bot: Any, sentry_endpoint: Any, shard_count: int | None = None, **config: Any
+) -> Any:
     # A bot that logs at INFO: the records exist, so the SDK sees them.
     logging.getLogger().setLevel(logging.INFO)
     sentry_sdk.init(dsn=sentry_endpoint.dsn, enable_logs=True, traces_sample_rate=1.0)
-    harness = await make_bot(SentryCogConfig(**config))
+    harness = await make_bot(SentryCogConfig(**config), shard_count=shard_count)
     await harness.bot.add_cog(Shop())
     sentry_endpoint.clear()
     return harness
@@ -102,12 +104,12 @@ async def test_each_run_has_its_own_correlation_id(make_bot, sentry_endpoint, se
 async def test_log_lines_of_a_sharded_bot_carry_the_shard(
     make_bot, sentry_endpoint, sentry_flush
 ):
-    harness = await _shop_bot(make_bot, sentry_endpoint)
-    harness.bot.shard_count = 2  # a sharded bot, as AutoShardedBot sets it
-    harness.bot._connection.shard_count = 2
-    await dpytest.message("!buy pear")
+    await _shop_bot(make_bot, sentry_endpoint, shard_count=2)  # an AutoShardedBot
+    member = dpytest.get_config().members[2]  # of the guild on shard 1
+    assert member.guild.shard_id == 1
+    await dpytest.message("!buy pear", channel=member.guild.text_channels[0], member=member)
     attributes = _by_body(sentry_flush().logs())["selling an item"]
-    assert attributes["shard.id"] == str(harness.member.guild.shard_id)
+    assert attributes["shard.id"] == "1"
     assert attributes["command.name"] == "buy"
 
 

@@ -146,7 +146,14 @@ async def test_a_thousand_commands_at_once(make_bot, sentry_flush):
     assert cog.reporter.stats.reported == 1000
     # A thousand errors in a second overflow the SDK's queue of 100: it drops, by design
     # (the SDK does not retry), and the cog counts what was dropped for /sentry status.
-    assert len(events) >= 100
+    # The queue holds transactions too, and how many errors get through depends on how
+    # fast its thread drains it (on a loaded machine, fewer than 100): what must hold is
+    # that every error is either delivered or counted as dropped. The dropped count of
+    # the error category also holds the cog's own messages of the burst, if they were
+    # dropped (its error-spike message, and at most a resource message).
+    lost = cog.connection.ledger.lost.get(("error", "queue_overflow"), 0)
+    assert events
+    assert 1000 <= len(events) + lost <= 1002, (len(events), cog.connection.ledger.lost)
     if len(events) < 1000:
         assert cog.connection.ledger.lost.get(("error", "queue_overflow"), 0) > 0
         assert "queue_overflow" in cog.status_snapshot().transport_problem

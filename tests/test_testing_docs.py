@@ -41,4 +41,4 @@ def test_the_testing_page_examples_pass_as_written(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"\b2 passed\b", result.stdout), result.stdout
+    assert re.search(r"\b3 passed\b", result.stdout), result.stdout

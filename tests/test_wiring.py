@@ -168,19 +168,18 @@ class Listening(commands.Cog, name="Listening"):
 
 
 async def test_listener_error_carries_shard_cog_user_and_channel(make_bot, sentry_flush):
-    harness = await make_bot()
+    harness = await make_bot(shard_count=2)  # an AutoShardedBot, a guild on each shard
     bot = harness.bot
     await bot.add_cog(Listening())
-    bot.shard_count = 2  # a sharded bot, as AutoShardedBot sets it
-    bot._connection.shard_count = 2
-    channel = harness.member.guild.text_channels[0]
-    await dpytest.message("listen-fail", channel=channel, member=harness.member)
+    member = dpytest.get_config().members[2]  # of the guild on shard 1
+    channel = member.guild.text_channels[0]
+    await dpytest.message("listen-fail", channel=channel, member=member)
     await dpytest.run_all_events()
     [event] = _exception_events(sentry_flush())
     assert event["tags"]["command.name"] == "on_message"
     assert event["tags"]["cog"] == "Listening"
-    assert event["tags"]["shard.id"] == str(harness.member.guild.shard_id)
-    assert event["user"]["id"] == str(harness.member.id)
+    assert event["tags"]["shard.id"] == "1"
+    assert event["user"]["id"] == str(member.id)
     assert event["contexts"]["channel"]["id"] == str(channel.id)
     assert_sentry_accepts(event)
 

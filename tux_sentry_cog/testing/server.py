@@ -46,6 +46,9 @@ def reset_sentry_sdk() -> None:
     sentry_sdk.get_global_scope().set_client(None)
 
 
+_POLL_INTERVAL = 0.02  # seconds
+
+
 @dataclass(frozen=True, slots=True)
 class ReceivedEnvelope:
     """One envelope as it arrived: the raw (decompressed) bytes and its parsed items."""
@@ -147,8 +150,13 @@ class SentryEndpoint:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        # stop() waits for the serving loop to see the shutdown, which it checks once per
+        # poll interval: the default 0.5 s made every test's teardown half a second.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sentry-endpoint", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name="sentry-endpoint",
+            daemon=True,
         )
         self._thread.start()
         return self
