@@ -29,6 +29,8 @@ from tux_sentry_cog.adapter.telemetry import Telemetry
 from tux_sentry_cog.config import SentryCogConfig, resolve_config, warn_unknown_variables
 from tux_sentry_cog.core.client import SentryConnection
 from tux_sentry_cog.core.fingerprint import DEFAULT_IGNORED_MODULES, ErrorFingerprintGenerator
+from tux_sentry_cog.core.noise import EventBudget, IgnoredErrors
+from tux_sentry_cog.core.optout import OptOutPolicy
 from tux_sentry_cog.core.related import RelatedErrorDetector
 from tux_sentry_cog.core.reporter import ErrorReporter
 from tux_sentry_cog.core.scrubbing import Scrubber
@@ -85,6 +87,13 @@ class SentryCog(StatusCommands, name="Sentry"):
             active_runs=lambda: self.instrumentation.active_runs,
             scrub_message=self.scrubber.scrub_message,
             metrics=self.telemetry.errors,
+            budget=EventBudget(limit=self.config.events_per_group_per_hour),
+            ignored=IgnoredErrors(self.config.ignore_errors),
+            opt_out=OptOutPolicy(
+                self.config.ignore_guild_ids,
+                self.config.ignore_user_ids,
+                self.config.should_report,
+            ),
         )
         self.instrumentation = BotInstrumentation(
             bot,
@@ -232,6 +241,10 @@ class SentryCog(StatusCommands, name="Sentry"):
             errors_undelivered=ledger.watched_failed,
             last_event_id=ledger.last_delivered_event_id,
             top_groups=tuple(self.reporter.top_groups(5)),
+            errors_held_back=self.reporter.budget.held_back,
+            held_back_groups=tuple(self.reporter.budget.suppressed(3)),
+            errors_ignored=stats.ignored,
+            errors_opted_out=stats.opted_out,
             slowest=tuple(
                 SlowCommand(name, baseline.p50_ms, baseline.p95_ms, baseline.samples)
                 for name, baseline in performance.slowest(5)
@@ -250,7 +263,10 @@ class SentryCog(StatusCommands, name="Sentry"):
             gateway_events=tuple(self.telemetry.gateway_events),
             transport_problem=self.connection.transport_problem(),
             instrumentation_faults=(
-                stats.failures + self.telemetry.flush_failures + self.telemetry.metrics.failures
+                stats.failures
+                + self.telemetry.flush_failures
+                + self.telemetry.metrics.failures
+                + self.reporter.opt_out.faults
             ),
             tasks=self.loops.summaries(),
         )
