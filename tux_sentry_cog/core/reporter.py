@@ -207,9 +207,10 @@ class ErrorReporter:
         self._active_runs = active_runs
         self._scrub_message = scrub_message
         self._metrics = metrics or ErrorMetricsReporter()
-        self.budget = budget or EventBudget(limit=0)
-        self.ignored = ignored or IgnoredErrors()
-        self.opt_out = opt_out or OptOutPolicy()
+        # ``is None``: an empty budget or ignore list is falsy (they have a size).
+        self.budget = EventBudget(limit=0) if budget is None else budget
+        self.ignored = IgnoredErrors() if ignored is None else ignored
+        self.opt_out = OptOutPolicy() if opt_out is None else opt_out
         self.stats = ReporterStats()
         # Occurrences per fingerprint, for the status report's top groups.
         self.groups: OrderedDict[str, int] = OrderedDict()
