@@ -30,11 +30,11 @@ class Clock:
         return self.now
 
 
-class Quiet(Exception):
+class QuietError(Exception):
     """An error a bot raises on purpose and does not want in Sentry."""
 
 
-class QuieterStill(Quiet):
+class QuieterError(QuietError):
     pass
 
 
@@ -74,11 +74,11 @@ class Outage(commands.Cog):
 class Quiets(commands.Cog):
     @commands.command()
     async def quiet(self, ctx: commands.Context[Any]) -> None:
-        raise Quiet("expected, and not worth an issue")
+        raise QuietError("expected, and not worth an issue")
 
     @commands.command()
     async def quieter(self, ctx: commands.Context[Any]) -> None:
-        raise QuieterStill("expected too")
+        raise QuieterError("expected too")
 
 
 def _errors(endpoint) -> list[dict[str, Any]]:
@@ -214,7 +214,7 @@ async def test_an_outage_spends_one_budget_not_one_per_command(make_bot, sentry_
 
 
 @pytest.mark.parametrize(
-    "name", ["Quiet", f"{Quiet.__module__}.Quiet"], ids=["bare", "qualified"]
+    "name", ["QuietError", f"{QuietError.__module__}.QuietError"], ids=["bare", "qualified"]
 )
 async def test_ignored_errors_are_counted_not_sent(make_bot, sentry_endpoint, name):
     harness = await make_bot(ignore_errors=(name,))
@@ -233,18 +233,18 @@ async def test_ignored_errors_are_counted_not_sent(make_bot, sentry_endpoint, na
     # Like any error the cog does not send, they are breadcrumbs of the bot's next event.
     crumbs = errors[0]["breadcrumbs"]["values"]
     assert {c["message"].split(":")[0] for c in crumbs if c["category"] == "error"} == {
-        "Quiet",
-        "QuieterStill",
+        "QuietError",
+        "QuieterError",
     }
 
 
 def test_ignore_names_match_bare_qualified_and_bases_only():
     assert IgnoredErrors(["ValueError"]).matches(UnicodeDecodeError("utf-8", b"", 0, 1, "x"))
     assert IgnoredErrors(["builtins.KeyError"]).matches(KeyError("k"))
-    assert not IgnoredErrors(["other.module.Quiet"]).matches(Quiet())
-    assert not IgnoredErrors(["QuieterStill"]).matches(Quiet())  # a base is not its subclass
-    assert not IgnoredErrors(["Quie"]).matches(Quiet())
-    assert not IgnoredErrors().matches(Quiet())
+    assert not IgnoredErrors(["other.module.QuietError"]).matches(QuietError())
+    assert not IgnoredErrors(["QuieterError"]).matches(QuietError())  # a base is not its subclass
+    assert not IgnoredErrors(["Quie"]).matches(QuietError())
+    assert not IgnoredErrors().matches(QuietError())
 
 
 # --- opt-outs -----------------------------------------------------------------------------
@@ -301,7 +301,10 @@ async def test_an_opted_out_guild_sends_nothing_on_any_source(make_bot, sentry_e
     sentry_sdk.capture_message("later, outside the opted-out runs")
     cog = harness.bot.get_cog("Sentry")
     assert cog.reporter.stats.opted_out == failures
-    assert harness.bot_errors and harness.tree_errors and harness.view_errors  # handlers ran
+    # The bot's own handlers ran.
+    assert harness.bot_errors
+    assert harness.tree_errors
+    assert harness.view_errors
     await harness.bot.unload_extension("tux_sentry_cog")
     endpoint = sentry_endpoint
     [later] = endpoint.events()
@@ -398,3 +401,22 @@ async def test_a_task_loop_refused_by_should_report_sends_nothing(make_bot, sent
     assert not [t for t in endpoint.transactions() if "failing_loop" in t["transaction"]]
     assert len(background.loop_errors) == 1
     assert harness.bot.get_cog("Sentry").reporter.stats.opted_out == 1
+
+
+async def test_activity_of_an_opted_out_guild_is_counted_without_its_id(
+    make_bot, sentry_endpoint
+):
+    harness = await make_bot(load=False)
+    guild = harness.member.guild
+    harness.bot.sentry_cog_config = SentryCogConfig(
+        dsn=harness.endpoint.dsn, track_activity=True, ignore_guild_ids=(guild.id,)
+    )
+    await harness.bot.load_extension("tux_sentry_cog")
+    await harness.message("hello there")
+    await harness.message("!ping")
+    await harness.bot.unload_extension("tux_sentry_cog")
+    activity = [m for m in sentry_endpoint.metrics() if m["name"] == "tux.user_activity"]
+    assert len(activity) == 2
+    assert {m["attributes"]["guild_id"]["value"] for m in activity} == {"opted_out"}
+    assert str(guild.id).encode() not in sentry_endpoint.raw_bytes()
+    assert not [t for t in sentry_endpoint.transactions() if t["transaction"] == "ping"]

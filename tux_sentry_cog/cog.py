@@ -30,7 +30,7 @@ from tux_sentry_cog.config import SentryCogConfig, resolve_config, warn_unknown_
 from tux_sentry_cog.core.client import SentryConnection
 from tux_sentry_cog.core.fingerprint import DEFAULT_IGNORED_MODULES, ErrorFingerprintGenerator
 from tux_sentry_cog.core.noise import EventBudget, IgnoredErrors
-from tux_sentry_cog.core.optout import OptOutPolicy
+from tux_sentry_cog.core.optout import OPTED_OUT_GUILD, OptOutPolicy, RunDescription
 from tux_sentry_cog.core.related import RelatedErrorDetector
 from tux_sentry_cog.core.reporter import ErrorReporter
 from tux_sentry_cog.core.scrubbing import Scrubber
@@ -162,18 +162,23 @@ class SentryCog(StatusCommands, name="Sentry"):
     async def on_message(self, message: discord.Message) -> None:
         """Count a message as activity."""
         if not message.author.bot:
-            guild = message.guild
-            self.telemetry.business.record_user_activity(
-                "message", message.author.id, guild.id if guild else None
-            )
+            self._activity("message", message.author.id, message.guild)
 
     async def on_reaction_add(self, reaction: discord.Reaction, user: discord.abc.User) -> None:
         """Count a reaction as activity."""
         if not user.bot:
-            guild = reaction.message.guild
-            self.telemetry.business.record_user_activity(
-                "reaction", user.id, guild.id if guild else None
-            )
+            self._activity("reaction", user.id, reaction.message.guild)
+
+    def _activity(self, kind: str, user_id: int, guild: discord.Guild | None) -> None:
+        guild_id = guild.id if guild else None
+        opt_out = self.reporter.opt_out
+        if opt_out.active and not opt_out.allows(
+            RunDescription("event", f"on_{kind}", guild_id=guild_id, user_id=user_id)
+        ):
+            # Still counted, without the guild's id.
+            self.telemetry.business.record_user_activity(kind, user_id, OPTED_OUT_GUILD)
+            return
+        self.telemetry.business.record_user_activity(kind, user_id, guild_id)
 
     # gateway health: breadcrumbs (info, not errors) and the status report --------------
 

@@ -20,9 +20,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["OptOutPolicy", "RunDescription", "drop_transaction", "parse_snowflake"]
+__all__ = [
+    "OPTED_OUT_GUILD",
+    "OptOutPolicy",
+    "RunDescription",
+    "drop_transaction",
+    "parse_snowflake",
+]
 
 _log = logging.getLogger(__name__)
+
+
+#: The ``guild_id`` attribute of ``user_activity`` for activity of an opted-out guild or user.
+OPTED_OUT_GUILD = "opted_out"
 
 
 def parse_snowflake(value: object) -> int | None:
