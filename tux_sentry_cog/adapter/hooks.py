@@ -458,8 +458,9 @@ class BotInstrumentation:
             return await call()
         run, info = started
         opt_out = self._reporter.opt_out
-        if opt_out.active:
-            # Asked before anything about the run exists in the SDK (scope, transaction).
+        if opt_out.active and self._connection.active:
+            # Asked before anything about the run exists in the SDK (scope, transaction);
+            # in local mode nothing is sent, and the owner's rule costs nothing.
             run.opted_out = not opt_out.allows(
                 RunDescription(
                     source_type=run.command_type,

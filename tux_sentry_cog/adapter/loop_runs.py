@@ -295,7 +295,7 @@ class LoopRuns:
                 raise
         run = CommandRun(name=name, command_type="task", cog=cog, guild_id="none")
         opt_out = self._reporter.opt_out
-        if opt_out.active:
+        if opt_out.active and self._connection.active:
             run.opted_out = not opt_out.allows(RunDescription(source_type="task", command=name))
         token = current_run.set(run)
         try:
