@@ -6,6 +6,7 @@ import asyncio
 import copy
 import json
 import logging
+from typing import Any
 
 import discord
 import discord.ext.test as dpytest
@@ -270,6 +271,47 @@ async def test_default_integrations_give_one_event_per_failure(make_bot, sentry_
     endpoint = sentry_flush()
     _the_event(endpoint)
     assert any("Ignoring exception in command boom" in r.getMessage() for r in caplog.records)
+
+
+async def test_logged_duplicate_is_never_built(make_bot, sentry_flush, caplog):
+    """The SDK's logging integration builds an event (traceback formatted, each frame's
+    source read from disk) and a breadcrumb (traceback formatted again) for every failure a
+    bot logs. The cog reports that failure itself, so neither is built: no event processor
+    sees a log event, and a later event of the same handler has no breadcrumb of it. The
+    bot's own handlers still get the line, and other log lines still make breadcrumbs."""
+    harness = await make_bot()
+    mine = logging.getLogger("mybot.errors")
+
+    async def on_command_error(ctx: commands.Context[Any], error: BaseException) -> None:
+        mine.error("command failed", exc_info=error)
+        mine.warning("a plain warning")
+        sentry_sdk.capture_message("handled it")
+
+    harness.bot.on_command_error = on_command_error
+    dpytest.configure(harness.bot, members=2)
+    built: list[str] = []
+
+    def processor(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+        if event.get("type") != "transaction":
+            built.append("log" if "log_record" in hint else "cog")
+        return event
+
+    with sentry_sdk.isolation_scope() as scope, caplog.at_level(logging.INFO):
+        scope.add_event_processor(processor)
+        await harness.message("!boom")
+        await dpytest.run_all_events()
+    endpoint = sentry_flush()
+    assert built == ["cog", "cog"]  # the failure's event and the handler's message
+    failures = [e for e in endpoint.events() if "exception" in e]
+    assert [e["exception"]["values"][-1]["type"] for e in failures] == ["RuntimeError"]
+    assert [r.getMessage() for r in caplog.records if r.name == "mybot.errors"] == [
+        "command failed",
+        "a plain warning",
+    ]
+    (handled,) = [e for e in endpoint.events() if e.get("message") == "handled it"]
+    crumbs = [b.get("message") for b in handled["breadcrumbs"]["values"]]
+    assert "a plain warning" in crumbs
+    assert "command failed" not in crumbs
 
 
 @pytest.mark.parametrize("with_cog", [False, True], ids=["bare-bot", "with-cog"])

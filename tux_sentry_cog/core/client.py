@@ -154,6 +154,54 @@ def _is_duplicate_log_event(hint: Any) -> bool:
     return was_reported(exc_info[1])
 
 
+class _SkipReportedErrors(logging.Filter):
+    """Keeps the SDK's logging integration from redoing the cog's work for a reported error.
+
+    discord.py logs every command failure it has no handler for at ERROR with the
+    exception attached, and many bots log the errors they catch. For each such record the
+    SDK's logging integration builds a whole event (traceback formatted, every frame's
+    source file read from disk) before ``before_send`` can see it duplicates the cog's
+    own, and formats the traceback again for a breadcrumb that says what that event says
+    (and lands in the run's own scope, which sends nothing after it). Filtering the record
+    on those two handlers skips both; the bot's own handlers and Sentry Logs still get it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_info = record.exc_info
+        return not (exc_info and was_reported(exc_info[1]))
+
+
+_SKIP_REPORTED = _SkipReportedErrors()
+
+
+def _skip_reported_in_log_events(client: Any) -> None:
+    """Put :class:`_SkipReportedErrors` on the event and breadcrumb handlers of logging.
+
+    The handlers are the logging integration's ``_handler`` and ``_breadcrumb_handler``
+    attributes (not public; probed). Without them, duplicates are still dropped in
+    ``before_send``, only later. The filter is never taken off: it passes everything no
+    loaded cog has reported, and another bot's cog may share the client.
+    """
+    try:
+        from sentry_sdk.integrations.logging import LoggingIntegration  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - part of every SDK the cog supports
+        return
+    integration = client.get_integration(LoggingIntegration)
+    if integration is None:
+        return  # the owner turned the logging integration off: nothing to skip
+    for name in ("_handler", "_breadcrumb_handler"):
+        if not hasattr(integration, name):
+            _log.warning(
+                "tux_sentry_cog: sentry-sdk %s keeps its logging handlers elsewhere; "
+                "log events of reported errors are dropped in before_send instead",
+                sentry_sdk.VERSION,
+            )
+            return
+        handler = getattr(integration, name)
+        if isinstance(handler, logging.Handler):  # None where the owner set its level off
+            handler.addFilter(_SKIP_REPORTED)
+
+
 #: Sentry Logs' severity numbers (OpenTelemetry's) of logging's level names.
 LOG_SEVERITY = {"DEBUG": 5, "INFO": 9, "WARNING": 13, "ERROR": 17, "CRITICAL": 21}
 
@@ -249,6 +297,7 @@ class SentryConnection:
             self.mode = ClientMode.EXTERNAL
             self._chain_hooks(existing)
             self._watch_transport(existing)
+            _skip_reported_in_log_events(existing)
         elif self._config.dsn:
             sentry_sdk.init(
                 dsn=self._config.dsn,
@@ -266,6 +315,7 @@ class SentryConnection:
             self._chain_hooks(self._client)
             self._watch_transport(self._client)
             _small_metric_batches(self._client)
+            _skip_reported_in_log_events(self._client)
         else:
             self.mode = ClientMode.LOCAL
         _log.info("Sentry cog started in %s mode", self.mode.value)

@@ -16,7 +16,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sentry_sdk
 from sentry_sdk.utils import event_from_exception
@@ -30,6 +30,11 @@ from tux_sentry_cog.core.optout import OptOutPolicy, RunDescription, parse_snowf
 from tux_sentry_cog.core.payload import OwnCrumbData, take_whole
 from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
 from tux_sentry_cog.core.reporters import ErrorMetricsReporter
+from tux_sentry_cog.core.source_lines import (
+    add_source_lines,
+    wants_source_lines,
+    without_source_step,
+)
 
 if TYPE_CHECKING:
     from tux_sentry_cog.core.classification import Classification, ErrorClassifier
@@ -467,11 +472,16 @@ class ErrorReporter:
         if noise is not None:
             contexts["noise"] = noise
         client = self._connection.client
+        options: dict[str, Any] | None = client.options if client is not None else None
+        # The SDK would read each frame's whole module from disk; the line cache has it.
+        own_lines = wants_source_lines(options)
         event, hint = event_from_exception(
             error,
-            client_options=client.options if client is not None else None,
+            client_options=without_source_step(options) if own_lines and options else options,
             mechanism={"type": MECHANISM_TYPE, "handled": report.handled},
         )
+        if own_lines and options:
+            add_source_lines(cast("dict[str, Any]", event), options.get("max_value_length"))
         event["level"] = classification.severity.value
         event["fingerprint"] = fingerprint
         event["tags"] = clamp_tags(tags)
