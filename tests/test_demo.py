@@ -13,7 +13,8 @@ async def test_demo_report(tmp_path, capsys):
     totals = await run_demo(json_path=path)
     out = capsys.readouterr().out
     assert totals["events"] >= 10  # internal, API, timeout, slash, component, spike runs
-    assert totals["messages"] == 2  # the error spike and the performance anomaly
+    # the missed deadline, the global rate limit, the error spike, the performance anomaly
+    assert totals["messages"] == 4
     assert totals["transactions"] >= 80
     assert totals["metrics"] > 0
     assert totals["status_embed"] is True
@@ -30,6 +31,7 @@ async def test_demo_report(tmp_path, capsys):
     assert "Performance anomaly: lookup" in out
     assert "db.query select profiles" in out
     assert "555-0100" not in path.read_text()  # the private argument never left
+    assert "demo-interaction-token" not in path.read_text()  # nor the interaction's token
     items = json.loads(path.read_text())
     types = {item["type"] for item in items}
     assert {"event", "transaction", "trace_metric"} <= types
@@ -39,7 +41,7 @@ async def test_demo_shows_one_honest_related_pair(tmp_path, capsys):
     path = tmp_path / "envelopes.json"
     totals = await run_demo(json_path=path)
     events = [i["payload"] for i in json.loads(path.read_text()) if i["type"] == "event"]
-    related = [e for e in events if e["tags"].get("error.related") == "yes"]
+    related = [e for e in events if e.get("tags", {}).get("error.related") == "yes"]
     assert totals["related"] == 1
     [pair] = related
     assert pair["tags"]["command.name"] == "export"
@@ -71,6 +73,8 @@ async def test_demo_cog_messages_are_logentries(tmp_path):
     events = [i["payload"] for i in json.loads(path.read_text()) if i["type"] == "event"]
     messages = [e for e in events if "exception" not in e]
     assert [message_text(e) for e in messages] == [
+        "Interaction deadline missed: search",
+        "Discord global rate limit",
         "Error spike: ZeroDivisionError in divide",
         "Performance anomaly: lookup",
     ]
@@ -108,3 +112,28 @@ async def test_demo_sends_to_spotlight_as_a_dsn(tmp_path, capsys):
     # Through the transport's thread: no request to the sidecar inside a command's trace.
     spans = [s for t in transactions for s in t.get("spans", [])]
     assert not [s for s in spans if f":{port}" in json.dumps(s)]
+
+
+async def test_demo_shows_discord_limits(tmp_path, capsys):
+    path = tmp_path / "envelopes.json"
+    await run_demo(json_path=path)
+    out = capsys.readouterr().out
+    items = json.loads(path.read_text())
+    metrics = [m for i in items if i["type"] == "trace_metric" for m in i["payload"]["items"]]
+    limited = sorted(
+        (m["attributes"]["scope"]["value"], m["attributes"]["route"]["value"])
+        for m in metrics
+        if m["name"] == "tux.discord.rate_limited"
+    )
+    assert limited == [
+        ("global", "POST /interactions/{id}/{token}/callback"),
+        ("route", "POST /channels/{id}/messages"),
+    ]
+    [missed] = [m for m in metrics if m["name"] == "tux.interactions.deadline_missed"]
+    assert missed["attributes"]["command_name"]["value"] == "search"
+    events = [i["payload"] for i in items if i["type"] == "event"]
+    [unknown] = [e for e in events if e.get("tags", {}).get("command.name") == "search"
+                 and "exception" in e]
+    assert unknown["contexts"]["interaction_deadline"]["missed"] is True
+    assert "**REST 429s (5 min):** global 1, route 1" in out
+    assert "**Interaction deadline misses:** 1 in 5 min, 1 in all" in out

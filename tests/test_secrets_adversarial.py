@@ -276,7 +276,10 @@ async def test_quoted_arguments_never_leave(make_bot, sentry_flush, first, secon
     rest = " ".join(noise)
     await harness.message(f'!pair "{first} {rest}" "{rest} {second}"')
     endpoint = sentry_flush()
-    assert len(_errors(endpoint)) == 1
+    # A noise word with a quote of its own can end a quoted argument early: discord.py
+    # then refuses the quoting (a user's error, no event). Nothing secret leaves either way.
+    refused = any(isinstance(e, commands.ArgumentParsingError) for e in harness.bot_errors)
+    assert len(_errors(endpoint)) == (0 if refused else 1)
     _assert_nothing_secret(endpoint, first, second)
     await harness.bot.unload_extension("tux_sentry_cog")
 

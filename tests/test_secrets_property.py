@@ -41,13 +41,24 @@ def _messages(draw):
 )
 @given(example=_messages(), pii=st.booleans())
 async def test_nothing_secret_in_any_envelope_byte(make_bot, sentry_flush, example, pii):
-    marker, email, token, text = example
     harness = await make_bot(send_pii=pii)
+    try:
+        await _check_one(harness, sentry_flush, example, pii=pii)
+    finally:
+        # Also when the example fails: Hypothesis then runs more, each on a bot of its own,
+        # and a cog left loaded would keep the client (and its hooks) for the next one.
+        await harness.bot.unload_extension("tux_sentry_cog")
+
+
+async def _check_one(harness, sentry_flush, example, *, pii):
+    marker, email, token, text = example
     sentry_endpoint = harness.endpoint
     sentry_endpoint.clear()  # one bot per example; what earlier examples sent is gone
     await harness.message(f"!leak {text}")
     endpoint = sentry_flush()
-    events = endpoint.events()
+    # The failure's event; late in a long test process the cog's own "High resource
+    # usage" message can arrive too (the test process is over the memory threshold).
+    events = [e for e in endpoint.events() if "exception" in e]
     assert len(events) == 1
     sent = endpoint.raw_bytes().decode("utf-8", errors="replace")
     assert BOT_TOKEN not in sent
@@ -57,6 +68,5 @@ async def test_nothing_secret_in_any_envelope_byte(make_bot, sentry_flush, examp
         assert email not in sent
         assert email.upper() not in sent
         assert marker not in sent  # message content and the argument's words
-    for event in [*events, *endpoint.transactions()]:
+    for event in [*endpoint.events(), *endpoint.transactions()]:
         assert_sentry_accepts(event)
-    await harness.bot.unload_extension("tux_sentry_cog")

@@ -185,17 +185,22 @@ class SentryCog(StatusCommands, name="Sentry"):
     @commands.Cog.listener()
     async def on_disconnect(self) -> None:
         """The gateway connection dropped."""
-        self.telemetry.gateway_event("disconnect")
+        if not self._sharded:
+            self.telemetry.gateway_event("disconnect")
 
     @commands.Cog.listener()
     async def on_resumed(self) -> None:
         """The gateway session resumed."""
-        self.telemetry.gateway_event("resume")
+        if not self._sharded:
+            self.telemetry.gateway_event("resume")
+            self.telemetry.limits.resumed(self.bot.shard_id)
 
     @commands.Cog.listener()
     async def on_connect(self) -> None:
         """Connected (again) to the gateway."""
-        self.telemetry.gateway_event("connect")
+        if not self._sharded:
+            self.telemetry.gateway_event("connect")
+            self.telemetry.limits.connected(self.bot.shard_id)
 
     @commands.Cog.listener()
     async def on_shard_disconnect(self, shard_id: int) -> None:
@@ -206,11 +211,19 @@ class SentryCog(StatusCommands, name="Sentry"):
     async def on_shard_resumed(self, shard_id: int) -> None:
         """A shard's session resumed."""
         self.telemetry.gateway_event("resume", shard_id)
+        self.telemetry.limits.resumed(shard_id)
 
     @commands.Cog.listener()
     async def on_shard_connect(self, shard_id: int) -> None:
         """A shard connected (again)."""
         self.telemetry.gateway_event("connect", shard_id)
+        self.telemetry.limits.connected(shard_id)
+
+    @property
+    def _sharded(self) -> bool:
+        # An AutoShardedBot dispatches each event twice, plain and per shard: the shard
+        # form, which names the shard, is the one counted.
+        return isinstance(self.bot, discord.AutoShardedClient)
 
     # status -----------------------------------------------------------------------------
 
@@ -266,12 +279,14 @@ class SentryCog(StatusCommands, name="Sentry"):
             uptime_s=self.system.uptime_s(),
             gateway_latency_ms=self.telemetry.latencies_ms(),
             gateway_events=tuple(self.telemetry.gateway_events),
+            discord_limits=self.telemetry.limits.window.summary(),
             transport_problem=self.connection.transport_problem(),
             instrumentation_faults=(
                 stats.failures
                 + self.telemetry.flush_failures
                 + self.telemetry.metrics.failures
                 + self.reporter.opt_out.faults
+                + self.telemetry.limits.failures
             ),
             tasks=self.loops.summaries(),
         )

@@ -11,7 +11,9 @@ category), a slash command, a component, a database span, an error spike, a comm
 that slows down until it is reported as an anomaly, the event budget holding a flood
 back (and the ``noise`` context of the group's next event an hour later: the demo moves
 the budget's clock), ``tasks`` loops (one that fails, one that discord.py retries) with
-their Crons check-ins, and the owner's status embed.
+their Crons check-ins, Discord's limits (an answer Discord refuses with 10062 because the
+deadline passed, and REST 429s on a route and the global limit, met by discord.py's own
+HTTP client against a loopback API), and the owner's status embed.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import asyncio
 import contextlib
 import json
 import math
+import threading
 import time
 from collections import Counter
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -31,6 +35,7 @@ import discord
 import sentry_sdk
 from discord import app_commands
 from discord.ext import commands, tasks
+from discord.webhook import async_ as webhook_async
 
 from tux_sentry_cog.config import SentryCogConfig
 from tux_sentry_cog.core.noise import EventBudget
@@ -64,6 +69,133 @@ DEMO_BOT_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAwMA.GdEmOx.demo-token-that-is-valid-now
 class _Response:
     status = 403
     reason = "Forbidden"
+
+
+class _NotFound:
+    status = 404
+    reason = "Not Found"
+
+
+#: What Discord answers to a first response after its 3 s deadline.
+_UNKNOWN_INTERACTION = {"code": 10062, "message": "Unknown interaction"}
+
+
+class _TooLateAdapter(webhook_async.AsyncWebhookAdapter):
+    """The webhook adapter as Discord answers once an interaction's deadline passed."""
+
+    async def request(self, *_: Any, **__: Any) -> Any:
+        """Refuse, as Discord does: 404, code 10062."""
+        raise discord.NotFound(_NotFound(), _UNKNOWN_INTERACTION)
+
+
+class _RateLimitingApi:
+    """A loopback Discord REST API: each path's first request gets a 429, then 200.
+
+    The 429 carries Discord's headers (``X-RateLimit-*``, ``Retry-After``, ``Via``), so
+    discord.py's own ``HTTPClient`` handles it as it would Discord's: it logs it, waits
+    and retries. A plain ``http.server`` on a thread of its own: the SDK's aiohttp server
+    integration would trace an aiohttp one as the bot's own transactions.
+    """
+
+    def __init__(self, global_paths: set[str]) -> None:
+        """``global_paths`` answer with the global limit; the others with a route's."""
+        self._global_paths = global_paths
+        self._limited: set[str] = set()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def _answer(self, path: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+        headers = {"Content-Type": "application/json"}
+        if path.endswith("/users/@me"):
+            return 200, headers, {"id": "1", "username": "demo", "discriminator": "0"}
+        with self._lock:
+            first = path not in self._limited
+            self._limited.add(path)
+        if not first:
+            return 200, headers, {}
+        is_global = path in self._global_paths
+        headers.update({
+            "Via": "1.1 google",
+            "Retry-After": "1",
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": "0.05",
+            "X-RateLimit-Bucket": "demo-bucket",
+            "X-RateLimit-Scope": "global" if is_global else "user",
+        })
+        if is_global:
+            headers["X-RateLimit-Global"] = "true"
+        body = {"message": "You are being rate limited.", "retry_after": 0.05,
+                "global": is_global}
+        return 429, headers, body
+
+    def start(self) -> str:
+        """Serve on a free loopback port; return the API's base URL."""
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                status, headers, body = api._answer(urlsplit(self.path).path)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _reply  # noqa: N815 - http.server's names
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/v10"
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+async def _rate_limits() -> None:
+    """A message send limited on its route, then an interaction answer hitting the global limit."""
+    interaction_id = 1_000_000_000_000_000_001
+    token = "demo-interaction-token-that-must-never-leave-0000000000000000"  # noqa: S105
+    api = _RateLimitingApi({f"/api/v10/interactions/{interaction_id}/{token}/callback"})
+    base = await asyncio.to_thread(api.start)
+    original = discord.http.Route.BASE
+    discord.http.Route.BASE = base  # a Route reads it when made: restored at once below
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
+    # A scope of its own, as a bot's background work has: the hits' breadcrumbs stay here.
+    with sentry_sdk.isolation_scope():
+        try:
+            await _limited_calls(http, interaction_id, token)
+        finally:
+            discord.http.Route.BASE = original
+            await http.close()
+            await asyncio.to_thread(api.stop)
+
+
+async def _limited_calls(http: discord.http.HTTPClient, interaction_id: int, token: str) -> None:
+    await http.static_login(DEMO_BOT_TOKEN)
+    await http.request(
+        discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=42),
+        json={"content": "daily digest"},
+    )
+    await http.request(
+        discord.http.Route(
+            "POST",
+            "/interactions/{interaction_id}/{interaction_token}/callback",
+            interaction_id=interaction_id,
+            interaction_token=token,
+        ),
+        json={"type": 5},
+    )
 
 
 class DemoView(discord.ui.View):
@@ -156,6 +288,13 @@ class DemoCommands(commands.Cog):
         """Answer a slash command, with a button row."""
         await interaction.response.send_message(f"hello {name}", view=DemoView())
 
+    @app_commands.command(name="search")
+    async def search(self, interaction: discord.Interaction[Any], query: str) -> None:
+        """Answer after Discord gave up waiting: Discord refuses with 10062."""
+        # This task only: the next response goes through an adapter that refuses it.
+        webhook_async.async_context.set(_TooLateAdapter())  # type: ignore[no-untyped-call]
+        await interaction.response.send_message(f"{len(query)} results")
+
     @app_commands.command(name="report")
     async def report(self, interaction: discord.Interaction[Any], text: str) -> None:
         """Defer, work, then fail: a slash command's error and duration."""
@@ -222,7 +361,7 @@ async def _quiet(step: Callable[[], Awaitable[Any]]) -> None:
 
 #: The demo's guilds: each failing step runs in a guild of its own, as on a bot in many
 #: servers, so the only related errors are the ones that are (the export run twice).
-GUILDS = ("Main", "Ops", "Weather", "Profiles", "Reports", "Polls", "Archive")
+GUILDS = ("Main", "Ops", "Weather", "Profiles", "Reports", "Polls", "Archive", "Search")
 
 
 class _MovableClock:
@@ -309,6 +448,11 @@ async def _workload(bot: commands.Bot, test: Any, demo: DemoCommands) -> discord
             in_guild("Archive", "!export"),
         ),
         ("", in_guild("Archive", "!export")),
+        (
+            "a slash command answered past Discord's 3 s deadline: /search (guild Search)",
+            lambda: driver.slash("search", {"query": "cats"}, member=members["Search"][0]),
+        ),
+        ("REST 429s: discord.py's HTTP client limited on a route, then globally", _rate_limits),
     ]
     number = 0
     labelled = sum(1 for label, _ in steps if label) + 4

@@ -99,6 +99,7 @@ _MAX_ANOMALIES = 5
 _MAX_SHARDS = 10
 _MAX_GATEWAY_EVENTS = 5
 _MAX_HELD_GROUPS = 2  # groups with events held back by the budget, in the Errors field
+_MAX_LIMITS_TEXT = 360
 
 # Most characters one user-controlled string takes in the embed, escaped. Five groups
 # of _MAX_FINGERPRINT and their counts fit one field, whatever the fingerprints hold.
@@ -390,7 +391,8 @@ def _gateway_field(snapshot: StatusSnapshot) -> str:
         if finite:
             worst_shard, worst = max(finite, key=lambda item: item[1])
             latency_lines.append(f"Slowest: shard {worst_shard} at {_ms(worst)}")
-    half = budget // 2
+    limits = _limits_text(snapshot)
+    half = (budget - len(limits)) // 2
     latency = (
         _fit_lines(latency_lines, half, len(latencies) - len(shown), "more shards")
         if latency_lines
@@ -403,7 +405,42 @@ def _gateway_field(snapshot: StatusSnapshot) -> str:
         if event_lines
         else "None."
     )
-    return _clip(f"{latency}\n**Recent events:**\n{recent}", budget)
+    return _clip(f"{latency}\n{limits}\n**Recent events:**\n{recent}", budget)
+
+
+def _limits_text(snapshot: StatusSnapshot) -> str:
+    """Discord's limits: 429s by scope, heartbeat warnings, reconnects, deadline misses.
+
+    At most about 300 characters: shards beyond the first few are summed.
+    """
+    limits = snapshot.discord_limits
+    scopes = limits.rate_limits_5m
+    rate = (
+        ", ".join(f"{scope} {count:,}" for scope, count in sorted(scopes.items()))
+        if scopes
+        else "none"
+    )
+    reconnects = sorted(limits.reconnects.items(), key=lambda item: _shard_key((item[0], 0.0)))
+    shown = [
+        f"{'gateway' if shard is None else f'shard {shard}'} {count:,}"
+        for shard, count in reconnects[:_MAX_SHARDS]
+    ]
+    if len(reconnects) > _MAX_SHARDS:
+        rest = sum(count for _, count in reconnects[_MAX_SHARDS:])
+        shown.append(f"{len(reconnects) - _MAX_SHARDS} more shards {rest:,}")
+    lines = [
+        f"**REST 429s (5 min):** {rate}",
+        (
+            f"**Heartbeat warnings:** {limits.heartbeat_warnings_5m:,} in 5 min, "
+            f"{limits.heartbeat_warnings:,} in all"
+        ),
+        f"**Reconnects:** {', '.join(shown) if shown else 'none'}",
+        (
+            f"**Interaction deadline misses:** {limits.deadline_misses_5m:,} in 5 min, "
+            f"{limits.deadline_misses:,} in all"
+        ),
+    ]
+    return _clip("\n".join(lines), _MAX_LIMITS_TEXT)
 
 
 _MAX_TASKS = 8

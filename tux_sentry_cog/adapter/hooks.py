@@ -37,6 +37,7 @@ from tux_sentry_cog.adapter.context import (
     run_secrets,
     run_values,
 )
+from tux_sentry_cog.adapter.discord_limits import deadline_context
 from tux_sentry_cog.adapter.errors import unwrap_error
 from tux_sentry_cog.adapter.sources import describe_event_args, event_source_name, listener_cog
 from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
@@ -573,6 +574,9 @@ class BotInstrumentation:
             user_caused_only = True
             for error in run.errors:
                 report = self._collector.build_report(error, source, run, handled, info)
+                missed = deadline_context(run, error)
+                if missed is not None:
+                    report.contexts["interaction_deadline"] = missed
                 classification = self._reporter.report(report)
                 if classification is not None and status == "ok":
                     status = TRANSACTION_STATUS[classification.category]

@@ -32,6 +32,8 @@ covered, and a bot's own wrapper on the instance wraps ours):
 - ``InteractionResponse._response_type``: the slot every response sets, to time the
   first response of a run.
 - A filter on ``discord.app_commands.tree``'s logger: autocomplete errors are only logged.
+- Filters on ``discord.http`` and ``discord.gateway``: rate limits and heartbeat warnings
+  are only logged (:mod:`tux_sentry_cog.adapter.discord_limits`).
 
 Each wrapper forwards ``*args, **kwargs``: a parameter discord.py adds later passes
 through. Each internal is probed first; a missing or changed one logs one warning naming
@@ -50,6 +52,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.ext.commands.bot import BotBase
 
+from tux_sentry_cog.adapter.discord_limits import install_log_watch
 from tux_sentry_cog.adapter.errors import unwrap_error
 from tux_sentry_cog.adapter.loop_patches import patch_loops
 from tux_sentry_cog.core.client import mark_reported
@@ -366,3 +369,4 @@ def patch_discord() -> None:
     if "autocomplete filter" not in SHARED.patched:
         SHARED.patched.add("autocomplete filter")
         logging.getLogger(_AUTOCOMPLETE_LOGGER).addFilter(AutocompleteErrorFilter())
+    install_log_watch(_lost)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import sentry_sdk
 from discord.ext import tasks
 
+from tux_sentry_cog.adapter.discord_limits import SHARED_KEY, DiscordLimits
 from tux_sentry_cog.adapter.hooks import add_finished_breadcrumb
 from tux_sentry_cog.adapter.loop_patches import OWN_LOOP_MARK
 from tux_sentry_cog.core.limits import clamp_tags
@@ -85,6 +86,7 @@ class Telemetry:
         self.watch = ResourceWatch(config.memory_threshold_mb, config.cpu_threshold_percent)
         self.last_sample: ResourceSample | None = None
         self.gateway_events: deque[str] = deque(maxlen=MAX_GATEWAY_EVENTS)
+        self.limits = DiscordLimits(connection, self.metrics)
         self.rate_gauges = 0
         self.flush_failures = 0
         self._flush_loop = tasks.loop(seconds=config.flush_interval)(self._flush)
@@ -99,6 +101,7 @@ class Telemetry:
         SHARED.active["metrics"] = self.metrics
         SHARED.active["error_window"] = self.error_window
         SHARED.active["user_error_window"] = self.user_error_window
+        SHARED.active[SHARED_KEY] = self.limits
         self._flush_loop.start()
         self._resource_loop.start()
 
@@ -110,6 +113,8 @@ class Telemetry:
             SHARED.active.pop("metrics", None)
             SHARED.active.pop("error_window", None)
             SHARED.active.pop("user_error_window", None)
+        if SHARED.active.get(SHARED_KEY) is self.limits:
+            SHARED.active.pop(SHARED_KEY, None)
         await self.flush()
 
     # per command ---------------------------------------------------------------------
@@ -133,6 +138,7 @@ class Telemetry:
                 "millisecond",
                 {"interaction_type": run.command_type},
             )
+        self.limits.interaction_finished(run, info)
         anomaly = self.performance.track_command_performance(run.name, duration)
         if anomaly is not None:
             self._anomaly(anomaly, info, run)

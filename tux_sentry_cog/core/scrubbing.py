@@ -112,7 +112,7 @@ _STRUCT_TOP = frozenset({"transaction", "transaction_info", "fingerprint", "serv
 #: Contexts the cog builds from names, ids and figures.
 _COG_CONTEXTS = frozenset({"command", "discord_user", "system", "performance", "correlation",
                            "error_spike", "performance_anomaly", "resources", "noise",
-                           "interaction_deadline", "trace", "response"})
+                           "interaction_deadline", "rate_limit", "trace", "response"})
 #: Contexts the cog reads from Discord: names a guild or channel chose.
 _DISCORD_CONTEXTS = frozenset({"guild", "channel"})
 #: Frame fields that are code, not data.

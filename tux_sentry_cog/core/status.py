@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tux_sentry_cog.core.discord_limits import DiscordLimitsSummary
+
 __all__ = ["AnomalySummary", "SlowCommand", "StatusSnapshot", "TaskSummary"]
 
 
@@ -87,6 +89,8 @@ class StatusSnapshot:
         uptime_s: Seconds since the cog loaded.
         gateway_latency_ms: Latency per shard (``None`` for an unsharded bot).
         gateway_events: Recent gateway disconnects, resumes and reconnects.
+        discord_limits: Discord's limits: REST 429s and heartbeat warnings in the last
+            five minutes, reconnects per shard, interactions past the 3 s deadline.
         transport_problem: What is wrong with sending to Sentry, if anything: rate
             limits per category while they last, refusals and losses by category.
         instrumentation_faults: Faults inside the cog, logged and swallowed.
@@ -123,6 +127,7 @@ class StatusSnapshot:
     uptime_s: float = 0.0
     gateway_latency_ms: dict[int | None, float] = field(default_factory=dict)
     gateway_events: tuple[str, ...] = ()
+    discord_limits: DiscordLimitsSummary = field(default_factory=DiscordLimitsSummary)
     transport_problem: str | None = None
     instrumentation_faults: int = 0
     tasks: tuple[TaskSummary, ...] = ()
