@@ -68,6 +68,10 @@ def test_env_variables_are_the_spec_table() -> None:
         "TUX_SENTRY_CAPTURE_USER_ERRORS",
         "TUX_SENTRY_SEND_PII",
         "TUX_SENTRY_STATUS_GUILD_IDS",
+        "TUX_SENTRY_EVENTS_PER_GROUP_PER_HOUR",
+        "TUX_SENTRY_IGNORE_ERRORS",
+        "TUX_SENTRY_IGNORE_GUILD_IDS",
+        "TUX_SENTRY_IGNORE_USER_IDS",
     }
 
 
@@ -114,6 +118,13 @@ PARSED = [
      (123456789012345678,)),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "1, 2,3", "status_guild_ids", (1, 2, 3)),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "1;2", "status_guild_ids", (1, 2)),
+    ("TUX_SENTRY_EVENTS_PER_GROUP_PER_HOUR", " 10 ", "events_per_group_per_hour", 10),
+    ("TUX_SENTRY_EVENTS_PER_GROUP_PER_HOUR", "0", "events_per_group_per_hour", 0),
+    ("TUX_SENTRY_IGNORE_ERRORS", "ValueError, mybot.errors.Quiet,", "ignore_errors",
+     ("ValueError", "mybot.errors.Quiet")),
+    ("TUX_SENTRY_IGNORE_GUILD_IDS", "123456789012345678, 7", "ignore_guild_ids",
+     (123456789012345678, 7)),
+    ("TUX_SENTRY_IGNORE_USER_IDS", "42;43", "ignore_user_ids", (42, 43)),
 ]
 
 
@@ -200,6 +211,14 @@ BAD = [
     ("TUX_SENTRY_STATUS_GUILD_IDS", "1,two"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "-5"),
     ("TUX_SENTRY_STATUS_GUILD_IDS", "0"),
+    ("TUX_SENTRY_EVENTS_PER_GROUP_PER_HOUR", "-1"),
+    ("TUX_SENTRY_EVENTS_PER_GROUP_PER_HOUR", "2.5"),
+    ("TUX_SENTRY_EVENTS_PER_GROUP_PER_HOUR", "lots"),
+    ("TUX_SENTRY_IGNORE_ERRORS", "Value Error"),
+    ("TUX_SENTRY_IGNORE_ERRORS", "mybot..Quiet"),
+    ("TUX_SENTRY_IGNORE_GUILD_IDS", "guild"),
+    ("TUX_SENTRY_IGNORE_GUILD_IDS", "0"),
+    ("TUX_SENTRY_IGNORE_USER_IDS", "@someone"),
 ]
 
 
@@ -349,6 +368,15 @@ BAD_FIELDS = [
     ("status_guild_ids", [1, 2]),
     ("status_guild_ids", (0,)),
     ("status_guild_ids", "123"),
+    ("events_per_group_per_hour", -1),
+    ("events_per_group_per_hour", 2.5),
+    ("events_per_group_per_hour", True),
+    ("ignore_errors", "ValueError"),
+    ("ignore_errors", ("not a name",)),
+    ("ignore_guild_ids", [1]),
+    ("ignore_guild_ids", (0,)),
+    ("ignore_user_ids", (-3,)),
+    ("should_report", "yes"),
 ]
 
 

@@ -19,6 +19,11 @@ async def test_demo_report(tmp_path, capsys):
     assert totals["metrics"] > 0
     assert totals["status_embed"] is True
     assert totals["task_events"] == 2  # the failed cleanup and the retried feed
+    # The spike's group meets the demo's budget (3 an hour): !divide 1 0 and two of the
+    # six !divide 2 0 are sent, four held back; an hour later the next says so.
+    assert totals["held_back"] == 4
+    assert totals["noise_events"] == 1
+    assert "noise.suppressed=4" in out
     # cleanup: in_progress, error; feed: in_progress, error (retried), in_progress, ok
     assert totals["check_ins"] == 6
     assert "tux-jobs-cleanup" in out

@@ -7,6 +7,7 @@ from tux_sentry_cog.cog import SentryCog, setup
 from tux_sentry_cog.config import ConfigError, SentryCogConfig
 from tux_sentry_cog.core.classification import ErrorCategory, ErrorClassifier, Severity
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator
+from tux_sentry_cog.core.optout import RunDescription
 from tux_sentry_cog.core.performance import PerformanceMonitor
 from tux_sentry_cog.core.related import RelatedErrorDetector
 from tux_sentry_cog.core.reporters import (
@@ -34,6 +35,7 @@ __all__ = [
     "ErrorMetricsReporter",
     "PerformanceMonitor",
     "RelatedErrorDetector",
+    "RunDescription",
     "SentryCog",
     "SentryCogConfig",
     "SentryContextCollector",

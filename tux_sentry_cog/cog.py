@@ -29,6 +29,8 @@ from tux_sentry_cog.adapter.telemetry import Telemetry
 from tux_sentry_cog.config import SentryCogConfig, resolve_config, warn_unknown_variables
 from tux_sentry_cog.core.client import SentryConnection
 from tux_sentry_cog.core.fingerprint import DEFAULT_IGNORED_MODULES, ErrorFingerprintGenerator
+from tux_sentry_cog.core.noise import EventBudget, IgnoredErrors
+from tux_sentry_cog.core.optout import OPTED_OUT_GUILD, OptOutPolicy, RunDescription
 from tux_sentry_cog.core.related import RelatedErrorDetector
 from tux_sentry_cog.core.reporter import ErrorReporter
 from tux_sentry_cog.core.scrubbing import Scrubber
@@ -85,6 +87,13 @@ class SentryCog(StatusCommands, name="Sentry"):
             active_runs=lambda: self.instrumentation.active_runs,
             scrub_message=self.scrubber.scrub_message,
             metrics=self.telemetry.errors,
+            budget=EventBudget(limit=self.config.events_per_group_per_hour),
+            ignored=IgnoredErrors(self.config.ignore_errors),
+            opt_out=OptOutPolicy(
+                self.config.ignore_guild_ids,
+                self.config.ignore_user_ids,
+                self.config.should_report,
+            ),
         )
         self.instrumentation = BotInstrumentation(
             bot,
@@ -153,18 +162,23 @@ class SentryCog(StatusCommands, name="Sentry"):
     async def on_message(self, message: discord.Message) -> None:
         """Count a message as activity."""
         if not message.author.bot:
-            guild = message.guild
-            self.telemetry.business.record_user_activity(
-                "message", message.author.id, guild.id if guild else None
-            )
+            self._activity("message", message.author.id, message.guild)
 
     async def on_reaction_add(self, reaction: discord.Reaction, user: discord.abc.User) -> None:
         """Count a reaction as activity."""
         if not user.bot:
-            guild = reaction.message.guild
-            self.telemetry.business.record_user_activity(
-                "reaction", user.id, guild.id if guild else None
-            )
+            self._activity("reaction", user.id, reaction.message.guild)
+
+    def _activity(self, kind: str, user_id: int, guild: discord.Guild | None) -> None:
+        guild_id = guild.id if guild else None
+        opt_out = self.reporter.opt_out
+        if opt_out.active and self.connection.active and not opt_out.allows(
+            RunDescription("event", f"on_{kind}", guild_id=guild_id, user_id=user_id)
+        ):
+            # Still counted, without the guild's id.
+            self.telemetry.business.record_user_activity(kind, user_id, OPTED_OUT_GUILD)
+            return
+        self.telemetry.business.record_user_activity(kind, user_id, guild_id)
 
     # gateway health: breadcrumbs (info, not errors) and the status report --------------
 
@@ -245,6 +259,10 @@ class SentryCog(StatusCommands, name="Sentry"):
             errors_undelivered=ledger.watched_failed,
             last_event_id=ledger.last_delivered_event_id,
             top_groups=tuple(self.reporter.top_groups(5)),
+            errors_held_back=self.reporter.budget.held_back,
+            held_back_groups=tuple(self.reporter.budget.suppressed(3)),
+            errors_ignored=stats.ignored,
+            errors_opted_out=stats.opted_out,
             slowest=tuple(
                 SlowCommand(name, baseline.p50_ms, baseline.p95_ms, baseline.samples)
                 for name, baseline in performance.slowest(5)
@@ -267,6 +285,7 @@ class SentryCog(StatusCommands, name="Sentry"):
                 stats.failures
                 + self.telemetry.flush_failures
                 + self.telemetry.metrics.failures
+                + self.reporter.opt_out.faults
                 + self.telemetry.limits.failures
             ),
             tasks=self.loops.summaries(),

@@ -23,6 +23,8 @@ from sentry_sdk.utils import BadDsn, Dsn
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from tux_sentry_cog.core.optout import RunDescription
+
 __all__ = [
     "ENV_PREFIX",
     "ENV_VARIABLES",
@@ -76,6 +78,40 @@ def _parse_guild_ids(raw: str) -> tuple[int, ...]:
             raise ValueError("expected a comma-separated list of guild ids")
         ids.append(int(stripped))
     return tuple(ids)
+
+
+def _parse_user_ids(raw: str) -> tuple[int, ...]:
+    try:
+        return _parse_guild_ids(raw)
+    except ValueError:
+        raise ValueError("expected a comma-separated list of user ids") from None
+
+
+def _validate_ids(value: tuple[int, ...]) -> None:
+    if any(not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0 for uid in value):
+        raise ValueError("ids are positive integers")
+
+
+def _parse_count(raw: str) -> int:
+    stripped = raw.strip()
+    if not stripped.isdigit():
+        raise ValueError("expected a whole number, 0 or more (0 is unlimited)")
+    return int(stripped)
+
+
+def _validate_count(value: int) -> None:
+    if value < 0:
+        raise ValueError("expected a whole number, 0 or more (0 is unlimited)")
+
+
+def _parse_names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _validate_names(value: tuple[str, ...]) -> None:
+    for name in value:
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{name!r} is not an exception name (Name or package.module.Name)")
 
 
 def _validate_rate(value: float) -> None:
@@ -142,7 +178,18 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], None] | None
     "monitor_loops": ("TUX_SENTRY_MONITOR_LOOPS", _parse_bool, None),
     "discord_logs_level": ("TUX_SENTRY_DISCORD_LOGS_LEVEL", _parse_log_level, _validate_log_level),
     "status_guild_ids": ("TUX_SENTRY_STATUS_GUILD_IDS", _parse_guild_ids, _validate_guild_ids),
+    "events_per_group_per_hour": (
+        "TUX_SENTRY_EVENTS_PER_GROUP_PER_HOUR",
+        _parse_count,
+        _validate_count,
+    ),
+    "ignore_errors": ("TUX_SENTRY_IGNORE_ERRORS", _parse_names, _validate_names),
+    "ignore_guild_ids": ("TUX_SENTRY_IGNORE_GUILD_IDS", _parse_guild_ids, _validate_ids),
+    "ignore_user_ids": ("TUX_SENTRY_IGNORE_USER_IDS", _parse_user_ids, _validate_ids),
 }
+
+#: Fields set in code only (no environment variable).
+_CODE_FIELDS = frozenset({"should_report"})
 
 #: Every environment variable the cog reads, for documentation and tests.
 ENV_VARIABLES: tuple[str, ...] = tuple(env for env, _, _ in _FIELDS.values())
@@ -210,6 +257,16 @@ class SentryCogConfig:
             log records (loggers ``discord`` and ``discord.*``) sent as logs;
             ``"WARNING"`` keeps its INFO chatter (connects, resumes, rate limits) out.
         status_guild_ids: Register ``/sentry`` only in these guilds; ``None`` is global.
+        events_per_group_per_hour: Error events of one fingerprint sent per hour at
+            most; the rest are counted, not sent (docs/discord-limits-and-noise.md).
+            ``0`` is unlimited.
+        ignore_errors: Exception names never sent as events (``ValueError``,
+            ``mybot.errors.Quiet``); subclasses match too. Still counted.
+        ignore_guild_ids: Guilds whose runs send nothing that carries them.
+        ignore_user_ids: Users whose runs send nothing that carries them.
+        should_report: Called with a :class:`~tux_sentry_cog.RunDescription` before
+            anything about a run is sent; ``False`` opts the run out. A fault in it is
+            logged and opts the run out.
     """
 
     dsn: str | None = None
@@ -227,6 +284,11 @@ class SentryCogConfig:
     monitor_loops: bool = False
     discord_logs_level: str = "WARNING"
     status_guild_ids: tuple[int, ...] | None = None
+    events_per_group_per_hour: int = 50
+    ignore_errors: tuple[str, ...] = ()
+    ignore_guild_ids: tuple[int, ...] = ()
+    ignore_user_ids: tuple[int, ...] = ()
+    should_report: Callable[[RunDescription], bool] | None = None
 
     def __post_init__(self) -> None:
         """Validate every field, naming the first bad one."""
@@ -244,6 +306,10 @@ class SentryCogConfig:
                 except ValueError as exc:
                     msg = f"SentryCogConfig.{field}={_shown(field, value)}: {exc}"
                     raise ConfigError(msg) from None
+        should_report: object = self.should_report  # set by the owner's code: any type
+        if should_report is not None and not callable(should_report):
+            msg = f"SentryCogConfig.should_report={should_report!r}: expected a callable"
+            raise ConfigError(msg)
 
     @classmethod
     def from_env(
@@ -259,7 +325,7 @@ class SentryCogConfig:
             ConfigError: a variable or an override has a bad value.
         """
         env = os.environ if environ is None else environ
-        unknown = set(overrides) - set(_FIELDS)
+        unknown = set(overrides) - set(_FIELDS) - _CODE_FIELDS
         if unknown:
             raise ConfigError(f"SentryCogConfig has no field {min(unknown)!r}")
         values: dict[str, Any] = {}
@@ -303,6 +369,10 @@ _EXPECTED_TYPES: dict[str, tuple[type, ...]] = {
     "monitor_loops": (bool,),
     "discord_logs_level": (str,),
     "status_guild_ids": (tuple, type(None)),
+    "events_per_group_per_hour": (int,),
+    "ignore_errors": (tuple,),
+    "ignore_guild_ids": (tuple,),
+    "ignore_user_ids": (tuple,),
 }
 
 

@@ -8,11 +8,12 @@ back from what the SDK really sent.
 
 The workload shows every capability: commands that work and fail (one of each error
 category), a slash command, a component, a database span, an error spike, a command
-that slows down until it is reported as an anomaly, ``tasks`` loops (one that fails,
-one that discord.py retries) with their Crons check-ins, Discord's limits (an answer
-Discord refuses with 10062 because the deadline passed, and REST 429s on a route and the
-global limit, met by discord.py's own HTTP client against a loopback API), and the
-owner's status embed.
+that slows down until it is reported as an anomaly, the event budget holding a flood
+back (and the ``noise`` context of the group's next event an hour later: the demo moves
+the budget's clock), ``tasks`` loops (one that fails, one that discord.py retries) with
+their Crons check-ins, Discord's limits (an answer Discord refuses with 10062 because the
+deadline passed, and REST 429s on a route and the global limit, met by discord.py's own
+HTTP client against a loopback API), and the owner's status embed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from discord.ext import commands, tasks
 from discord.webhook import async_ as webhook_async
 
 from tux_sentry_cog.config import SentryCogConfig
+from tux_sentry_cog.core.noise import EventBudget
 from tux_sentry_cog.core.tracing import track_database_operation
 from tux_sentry_cog.testing.interactions import InteractionDriver
 from tux_sentry_cog.testing.server import MAX_ENVELOPES, SentryEndpoint, reset_sentry_sdk
@@ -58,6 +60,9 @@ _MISSING_PERMISSIONS = {"code": 50013, "message": "Missing Permissions"}
 
 #: The demo bot's token: shaped like a real one, valid nowhere. What the demo sends
 #: (and what a server stores) must never hold it.
+#: The demo's event budget per group and hour: small, so the spike's flood meets it.
+DEMO_BUDGET = 3
+
 DEMO_BOT_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAwMA.GdEmOx.demo-token-that-is-valid-nowhere-0000"  # noqa: S105
 
 
@@ -216,9 +221,10 @@ class DemoCommands(commands.Cog):
     """What a small bot has: commands that work, and commands that fail."""
 
     def __init__(self) -> None:
-        """The slowdown switch for the anomaly step, and the export attempts."""
+        """The slowdown switch for the anomaly step, the export attempts, the budget's clock."""
         self.lookup_ms = 2.0
         self.exports = 0
+        self.budget_clock: _MovableClock | None = None
 
     @commands.command()
     async def ping(self, ctx: commands.Context[Any]) -> None:
@@ -358,12 +364,30 @@ async def _quiet(step: Callable[[], Awaitable[Any]]) -> None:
 GUILDS = ("Main", "Ops", "Weather", "Profiles", "Reports", "Polls", "Archive", "Search")
 
 
+class _MovableClock:
+    """The budget's monotonic clock, which the demo moves an hour on."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
 async def _spike_and_slowdown(
     message: Callable[[str], Awaitable[Any]], demo: DemoCommands, number: int, labelled: int
 ) -> None:
-    _say(f"  [{number + 1:>2}/{labelled}] an error spike: !divide 2 0 six times")
+    _say(
+        f"  [{number + 1:>2}/{labelled}] an error spike: !divide 2 0 six times "
+        f"(the event budget sends {DEMO_BUDGET} an hour per group)"
+    )
     for _ in range(6):
         await _quiet(lambda: message("!divide 2 0"))
+    budget_clock = demo.budget_clock
+    if budget_clock is not None:
+        _say("       an hour later (the budget's clock moved): !divide 3 0")
+        budget_clock.offset += 3600.0
+        await _quiet(lambda: message("!divide 3 0"))
     _say(f"  [{number + 2:>2}/{labelled}] a slowdown: !lookup 60 times at 2 ms, then at 60 ms")
     for _ in range(60):
         await _quiet(lambda: message("!lookup"))
@@ -599,6 +623,7 @@ def _report(
             )
     stats = cog.reporter.stats
     _say(f"User-caused errors kept as breadcrumbs and metrics, not sent: {stats.user_errors}")
+    noise = _report_budget(errors, cog)
     _say(f"\nMessages the cog raised: {len(messages)}")
     for event in messages:
         _say(f"  - [{event.get('level')}] {message_text(event)}  {event.get('fingerprint')}")
@@ -634,7 +659,23 @@ def _report(
         "status_embed": embed is not None,
         "check_ins": len(check_ins),
         "task_events": sum(1 for e in errors if e.get("tags", {}).get("command.type") == "task"),
+        "held_back": cog.reporter.budget.held_back,
+        "noise_events": len(noise),
     }
+
+
+def _report_budget(errors: list[dict[str, Any]], cog: Any) -> list[dict[str, Any]]:
+    noise = [e for e in errors if "noise" in e.get("contexts", {})]
+    _say(
+        f"Held back by the event budget (counted, not sent): {cog.reporter.budget.held_back}"
+    )
+    for event in noise:
+        context = event["contexts"]["noise"]
+        _say(
+            f"  - the next {event['exception']['values'][-1]['type']} event says: "
+            f"noise.suppressed={context['suppressed']} since {context['since']}"
+        )
+    return noise
 
 
 def _report_delivery(cog: Any) -> None:
@@ -717,11 +758,7 @@ async def run_demo(
         await bot.add_cog(demo)
         dpytest.configure(bot, guilds=list(GUILDS), members=2)
         bot.http.token = DEMO_BOT_TOKEN
-        bot.sentry_cog_config = SentryCogConfig(  # type: ignore[attr-defined]
-            dsn=target, monitor_loops=True
-        )
-        await bot.load_extension("tux_sentry_cog")
-        cog = bot.get_cog("Sentry")
+        cog = await _load(bot, target, demo)
         tap: TransportTap | None = None
         if endpoint is None:
             tap = TransportTap()
@@ -745,6 +782,18 @@ async def run_demo(
         reset_sentry_sdk()
     _say(f"\nDone in {time.perf_counter() - started:.1f} s.")
     return totals
+
+
+async def _load(bot: commands.Bot, target: str, demo: DemoCommands) -> Any:
+    """Load the cog into ``bot``, with a budget on a clock the demo can move."""
+    bot.sentry_cog_config = SentryCogConfig(  # type: ignore[attr-defined]
+        dsn=target, monitor_loops=True, events_per_group_per_hour=DEMO_BUDGET
+    )
+    await bot.load_extension("tux_sentry_cog")
+    cog: Any = bot.get_cog("Sentry")
+    demo.budget_clock = _MovableClock()
+    cog.reporter.budget = EventBudget(limit=DEMO_BUDGET, clock=demo.budget_clock)
+    return cog
 
 
 def _host_of(dsn: str) -> str:

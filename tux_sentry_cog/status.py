@@ -98,6 +98,7 @@ _MAX_SLOWEST = 5
 _MAX_ANOMALIES = 5
 _MAX_SHARDS = 10
 _MAX_GATEWAY_EVENTS = 5
+_MAX_HELD_GROUPS = 2  # groups with events held back by the budget, in the Errors field
 _MAX_LIMITS_TEXT = 360
 
 # Most characters one user-controlled string takes in the embed, escaped. Five groups
@@ -105,13 +106,14 @@ _MAX_LIMITS_TEXT = 360
 _MAX_NAME = 60
 _MAX_FINGERPRINT = 150
 _MAX_TEXT = 120
+_MAX_HELD_GROUP = 50
 
 # Budget of each field's value. Their sum plus the title, names and footer stays under
 # MAX_TOTAL, so the final guard in build_status_embed only ever trims in corner cases.
 _FIELD_BUDGET: Final = {
     "Sentry": 700,
     "Commands": 400,
-    "Errors": 400,
+    "Errors": 500,
     "Top error groups": MAX_FIELD_VALUE,
     "Performance": MAX_FIELD_VALUE,
     "Resources": 300,
@@ -287,6 +289,22 @@ def _errors_field(snapshot: StatusSnapshot) -> str:
     ]
     if snapshot.errors_undelivered:
         lines.append(f"**Not delivered:** {_count(snapshot.errors_undelivered)}")
+    if snapshot.errors_held_back:
+        lines.append(f"**Held back by the budget:** {_count(snapshot.errors_held_back)}")
+        lines.extend(
+            f"· {_user_text(group, _MAX_HELD_GROUP)} — {_count(count)}"
+            for group, count in snapshot.held_back_groups[:_MAX_HELD_GROUPS]
+        )
+    quiet = [
+        f"{_count(count)} {what}"
+        for count, what in (
+            (snapshot.errors_ignored, "ignored"),
+            (snapshot.errors_opted_out, "opted out"),
+        )
+        if count
+    ]
+    if quiet:
+        lines.append(f"**Not sent by choice:** {', '.join(quiet)}")
     lines.append(f"**Last event id:** {f'`{_clip(event_id, 64)}`' if event_id else _NA}")
     if snapshot.instrumentation_faults:
         lines.append(

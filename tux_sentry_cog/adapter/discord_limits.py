@@ -248,7 +248,12 @@ class DiscordLimits:
             1,
             {"interaction_type": run.command_type, "command_name": command},
         )
-        if self.connection.active and self._deadline_messages.allow(command):
+        # An opted-out run's guild tag goes in no message; the metric still counts it.
+        if (
+            self.connection.active
+            and not run.opted_out
+            and self._deadline_messages.allow(command)
+        ):
             sentry_sdk.capture_event(
                 {
                     "logentry": {"message": f"Interaction deadline missed: {command}"},

@@ -43,6 +43,7 @@ from tux_sentry_cog.adapter.sources import describe_event_args, event_source_nam
 from tux_sentry_cog.adapter.transactions import EnhancedTransactionManager
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.client import SentryConnection, mark_reported, was_reported
+from tux_sentry_cog.core.optout import RunDescription, drop_transaction, parse_snowflake
 from tux_sentry_cog.core.payload import JsonReady, OwnCrumbData, take_whole
 from tux_sentry_cog.core.runs import CommandRun, current_run
 from tux_sentry_cog.core.streaming import is_streamed
@@ -457,6 +458,18 @@ class BotInstrumentation:
         if started is None:
             return await call()
         run, info = started
+        opt_out = self._reporter.opt_out
+        if opt_out.active and self._connection.active:
+            # Asked before anything about the run exists in the SDK (scope, transaction);
+            # in local mode nothing is sent, and the owner's rule costs nothing.
+            run.opted_out = not opt_out.allows(
+                RunDescription(
+                    source_type=run.command_type,
+                    command=run.name,
+                    guild_id=parse_snowflake(run.guild_id),
+                    user_id=run.user_id,
+                )
+            )
         token = current_run.set(run)
         self.active_runs += 1
         self._in_flight.add(id(run))
@@ -469,6 +482,11 @@ class BotInstrumentation:
             # loguru records written during the command carry its correlation id.
             bound = _bind_log_context(run.correlation_id)
             try:
+                if self._connection.active and run.opted_out:
+                    # A scope of its own that ends with it: whatever the bot's code or
+                    # the SDK's integrations leave there (log breadcrumbs) goes too.
+                    with sentry_sdk.isolation_scope():
+                        return await self._run_local(run, info, source, call)
                 if self._connection.active:
                     return await self._run_traced(run, info, source, call)
                 return await self._run_local(run, info, source, call)
@@ -586,6 +604,8 @@ class BotInstrumentation:
                 return
             if isinstance(error, asyncio.CancelledError):
                 status = "cancelled"
+            if run.opted_out:  # refused by should_report when it saw the error
+                drop_transaction(transaction)
             self.transactions.finish_command_transaction(transaction, status)
         except Exception:
             _log.exception("tux_sentry_cog could not finish a command transaction")

@@ -29,6 +29,7 @@ from sentry_sdk.crons import capture_checkin
 from tux_sentry_cog.adapter.loop_patches import OWN_LOOP_MARK, loop_identity, will_retry
 from tux_sentry_cog.core.classification import TRANSACTION_STATUS
 from tux_sentry_cog.core.monitors import monitor_config, monitor_slug
+from tux_sentry_cog.core.optout import RunDescription, drop_transaction
 from tux_sentry_cog.core.runs import CommandRun, current_run
 from tux_sentry_cog.core.status import TaskSummary
 
@@ -293,8 +294,14 @@ class LoopRuns:
                 self._safe_report(loop, exc, None)
                 raise
         run = CommandRun(name=name, command_type="task", cog=cog, guild_id="none")
+        opt_out = self._reporter.opt_out
+        if opt_out.active and self._connection.active:
+            run.opted_out = not opt_out.allows(RunDescription(source_type="task", command=name))
         token = current_run.set(run)
         try:
+            if self._connection.active and run.opted_out:
+                with sentry_sdk.isolation_scope():  # nothing of it outlives it
+                    return await self._run_plain(loop, run, call)
             if self._connection.active:
                 return await self._run_traced(loop, run, call)
             return await self._run_plain(loop, run, call)
@@ -370,6 +377,8 @@ class LoopRuns:
                 )
                 try:
                     if run.transaction is not None:
+                        if run.opted_out:  # refused by should_report when it saw the error
+                            drop_transaction(run.transaction)
                         self._transactions.finish_command_transaction(run.transaction, status)
                 except Exception:
                     _log.exception("tux_sentry_cog could not finish a task transaction")

@@ -144,7 +144,7 @@ class Telemetry:
             self._anomaly(anomaly, info, run)
 
     def _anomaly(self, anomaly: PerformanceAnomaly, info: SourceInfo, run: CommandRun) -> None:
-        if not self.connection.active:
+        if not self.connection.active or run.opted_out:
             return
         if not run.errors:
             add_finished_breadcrumb(run)  # a failed run has it already (hooks.py)

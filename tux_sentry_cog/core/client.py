@@ -263,8 +263,8 @@ def _link_to_run(log: dict[str, Any]) -> None:
     """
     run = current_run.get()
     attributes = log.get("attributes")
-    if run is None or not isinstance(attributes, dict):
-        return
+    if run is None or run.opted_out or not isinstance(attributes, dict):
+        return  # an opted-out run's ids go nowhere
     for key, value in run.log_attributes().items():
         attributes.setdefault(key, value)
 

@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING, Any, cast
 import sentry_sdk
 from sentry_sdk.utils import event_from_exception
 
+from tux_sentry_cog.core.classification import ErrorCategory
 from tux_sentry_cog.core.client import SentryConnection, mark_reported
 from tux_sentry_cog.core.fingerprint import ErrorFingerprintGenerator, normalize_message, safe_str
 from tux_sentry_cog.core.limits import MAX_NAME, clamp_context, clamp_tags, cut
+from tux_sentry_cog.core.noise import BudgetTicket, EventBudget, IgnoredErrors
+from tux_sentry_cog.core.optout import OptOutPolicy, RunDescription, parse_snowflake
 from tux_sentry_cog.core.payload import OwnCrumbData, take_whole
 from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
 from tux_sentry_cog.core.reporters import ErrorMetricsReporter
@@ -54,6 +57,26 @@ MAX_GROUPS = 500
 
 #: ``exception.values[].mechanism.type`` of every error the cog captures.
 MECHANISM_TYPE = "tux_sentry_cog"
+
+#: First part of the fingerprint of Discord's own 5xx answers (one group per status).
+SERVER_ERROR_GROUP = "discord-server-error"
+
+#: Lowest HTTP status of a server error.
+_SERVER_ERROR_STATUS = 500
+
+
+def outage_fingerprint(classification: Classification) -> list[str] | None:
+    """``["discord-server-error", "<status>"]`` for Discord's 5xx answers, else ``None``.
+
+    discord.py raises ``DiscordServerError`` for every 5xx; during an outage every
+    command fails with it, and one group per status is one issue, not one per command.
+    """
+    status = classification.http_status
+    if classification.category is ErrorCategory.DISCORD_API and (
+        status is not None and status >= _SERVER_ERROR_STATUS
+    ):
+        return [SERVER_ERROR_GROUP, str(status)]
+    return None
 
 
 def traceback_hash(error: BaseException) -> str:
@@ -124,6 +147,8 @@ class ReporterStats:
         user_errors: User-caused errors among ``reported``.
         failures: Faults inside the reporter, logged and swallowed.
         spikes: Error spikes detected.
+        ignored: Errors not sent because ``ignore_errors`` names them.
+        opted_out: Errors of opted-out runs (guild, user or ``should_report``).
         last_event_id: Id of the last error event handed to the SDK.
     """
 
@@ -132,6 +157,8 @@ class ReporterStats:
     user_errors: int = 0
     failures: int = 0
     spikes: int = 0
+    ignored: int = 0
+    opted_out: int = 0
     last_event_id: str | None = None
 
 
@@ -152,6 +179,9 @@ class ErrorReporter:
             fingerprint's message goes through it, so a user's argument never names a
             group and a word equal to the program's text never splits one.
         metrics: Records ``errors.total`` and ``error_handling.duration``.
+        budget: The event budget per fingerprint (unlimited when not given).
+        ignored: Exception names never sent as events.
+        opt_out: Which runs send nothing (docs/discord-limits-and-noise.md).
     """
 
     def __init__(
@@ -167,6 +197,9 @@ class ErrorReporter:
         active_runs: Callable[[], int],
         scrub_message: Callable[[str, BaseException], str],
         metrics: ErrorMetricsReporter | None = None,
+        budget: EventBudget | None = None,
+        ignored: IgnoredErrors | None = None,
+        opt_out: OptOutPolicy | None = None,
     ) -> None:
         """Wire the reporter to its collaborators."""
         self._connection = connection
@@ -179,6 +212,10 @@ class ErrorReporter:
         self._active_runs = active_runs
         self._scrub_message = scrub_message
         self._metrics = metrics or ErrorMetricsReporter()
+        # ``is None``: an empty budget or ignore list is falsy (they have a size).
+        self.budget = EventBudget(limit=0) if budget is None else budget
+        self.ignored = IgnoredErrors() if ignored is None else ignored
+        self.opt_out = OptOutPolicy() if opt_out is None else opt_out
         self.stats = ReporterStats()
         # Occurrences per fingerprint, for the status report's top groups.
         self.groups: OrderedDict[str, int] = OrderedDict()
@@ -215,45 +252,53 @@ class ErrorReporter:
         # neighbour ("foo-123" -> "foo-<N>"); only the message: the other parts are
         # structure (type, command, cog, location), which user input never reaches.
         message = self._scrub_message(safe_str(error), error)
-        fingerprint = self.fingerprints.generate_fingerprint(
+        fingerprint = outage_fingerprint(classification) or self.fingerprints.generate_fingerprint(
             error, {"command": command}, message=message
+        )
+        ignored = self.ignored.matches(error)
+        opted_out = self._opted_out(report)
+        # What is reported in Sentry: a user's mistake only when asked for, never what
+        # the owner ignores or an opted-out run.
+        sendable = (self._capture_user_errors or not classification.user_caused) and not (
+            ignored or opted_out
         )
         # An error outside any run (a task, a listener) still gets an id of its own.
         correlation_id = run.correlation_id if run is not None else uuid.uuid4().hex
-        related_count, related = self.related.relate(
-            error,
-            {
-                "fingerprint": fingerprint,
-                "correlation_id": correlation_id,
-                "user": {"id": report.user.get("id")} if report.user else {},
-                "guild": {"id": report.tags.get("guild.id")},
-                "command": {"name": report.tags.get("command.name")},
-                # A user's mistake relates nothing: it stays out of the window.
-                "user_caused": classification.user_caused,
-            },
-            MAX_RELATED_ON_EVENT,
-        )
-        send = self._connection.active and (
-            self._capture_user_errors or not classification.user_caused
-        )
+        relation: tuple[int, list[RelatedError]] = (0, [])
+        if not opted_out:  # nothing of an opted-out run is kept to relate later events to
+            relation = self.related.relate(
+                error,
+                {
+                    "fingerprint": fingerprint,
+                    "correlation_id": correlation_id,
+                    "user": {"id": report.user.get("id")} if report.user else {},
+                    "guild": {"id": report.tags.get("guild.id")},
+                    "command": {"name": report.tags.get("command.name")},
+                    # A user's mistake relates nothing: it stays out of the window, and
+                    # so does what the owner ignores.
+                    "user_caused": classification.user_caused or ignored,
+                },
+                MAX_RELATED_ON_EVENT,
+            )
         if classification.user_caused:
             self.stats.user_errors += 1
-        if send:
-            self._send(
-                report,
-                classification,
-                fingerprint,
-                correlation_id,
-                message,
-                related_count=related_count,
-                related=related,
-            )
-        else:
-            self._breadcrumb(error, message, classification, report.tags, correlation_id, run=run)
+        self.stats.ignored += ignored
+        self.stats.opted_out += opted_out
         group = cut("|".join(fingerprint), MAX_NAME)
-        if self._capture_user_errors or not classification.user_caused:
+        if sendable:
+            self._admit(
+                report,
+                classification=classification,
+                fingerprint=fingerprint,
+                group=group,
+                correlation_id=correlation_id,
+                message=message,
+                related=relation,
+            )
             # Only groups that are sent: the owner looks them up in Sentry.
             self._count_group(group)
+        elif not opted_out:
+            self._breadcrumb(error, message, classification, report.tags, correlation_id, run=run)
         self._metrics.record_error_metric(
             error,
             {
@@ -265,12 +310,67 @@ class ErrorReporter:
             },
             classification,
         )
-        if self._capture_user_errors or not classification.user_caused:
-            # Users mistyping a command fast is not a spike worth a message.
+        if sendable:
+            # Users mistyping a command fast is not a spike worth a message. Counted
+            # before the budget: a flood the budget holds back is what a spike tells of.
             count = self.spikes.record(group)
             if count is not None:
                 self._spike(error, report.tags, group, count)
         return classification
+
+    def _admit(
+        self,
+        report: ErrorReport,
+        *,
+        classification: Classification,
+        fingerprint: list[str],
+        group: str,
+        correlation_id: str,
+        message: str,
+        related: tuple[int, list[RelatedError]],
+    ) -> None:
+        """Send the event if the group's budget has room; else only count it."""
+        # The budget counts in local mode too, so the status shows what it would hold.
+        ticket = self.budget.admit(group)
+        # Held back: no breadcrumb either, a flood would push every other one out.
+        if ticket is not None and self._connection.active:
+            self._send(
+                report,
+                classification,
+                fingerprint,
+                correlation_id,
+                message,
+                related_count=related[0],
+                related=related[1],
+                ticket=ticket,
+            )
+
+    def describe(self, report: ErrorReport) -> RunDescription:
+        """The :class:`RunDescription` of ``report`` (asked with its exception)."""
+        run = report.run
+        user_id = parse_snowflake(report.user.get("id")) if report.user else None
+        if user_id is None and run is not None:
+            user_id = run.user_id
+        return RunDescription(
+            source_type=report.tags.get("command.type", "event"),
+            command=report.tags.get("command.name", "unknown"),
+            guild_id=parse_snowflake(report.tags.get("guild.id")),
+            user_id=user_id,
+            exception=report.error,
+        )
+
+    def _opted_out(self, report: ErrorReport) -> bool:
+        run = report.run
+        if run is not None and run.opted_out:
+            return True
+        if not (self.opt_out.active and self._connection.active):
+            return False  # local mode sends nothing: nothing to keep out
+        if self.opt_out.allows(self.describe(report)):
+            return False
+        if run is not None:
+            # Its transaction is dropped too when the run ends.
+            run.opted_out = True
+        return True
 
     def _count_group(self, group: str) -> None:
         self.groups[group] = self.groups.get(group, 0) + 1
@@ -344,6 +444,7 @@ class ErrorReporter:
         *,
         related_count: int,
         related: list[RelatedError],
+        ticket: BudgetTicket | None = None,
     ) -> str | None:
         error = report.error
         run = report.run
@@ -367,6 +468,9 @@ class ErrorReporter:
                 "related_errors": [r.as_context() for r in related],
             },
         }
+        noise = ticket.noise_context() if ticket is not None else None
+        if noise is not None:
+            contexts["noise"] = noise
         client = self._connection.client
         options: dict[str, Any] | None = client.options if client is not None else None
         # The SDK would read each frame's whole module from disk; the line cache has it.
@@ -389,6 +493,10 @@ class ErrorReporter:
         # also for an error with no command run (whose scope has no take_whole).
         take_whole(event)
         event_id = sentry_sdk.capture_event(event, hint=hint)
+        if event_id is None and ticket is not None:
+            # Not sent after all (the owner's before_send, the SDK's sample_rate or
+            # ignore_errors, an event processor): the slot and what it carried are kept.
+            ticket.refund()
         if event_id is not None:
             self.stats.queued += 1
             self.stats.last_event_id = event_id

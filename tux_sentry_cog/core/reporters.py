@@ -179,7 +179,7 @@ class BusinessMetricsReporter:
         self._recorder = recorder
 
     def record_user_activity(
-        self, activity_type: str, user_id: int | None, guild_id: int | None = None
+        self, activity_type: str, user_id: int | None, guild_id: int | str | None = None
     ) -> None:
         """Count one activity (``user_activity``) by type and guild.
 

@@ -65,6 +65,8 @@ class CommandRun:
         first_response_ms: When an interaction's first response went out, from the start.
         outer_scope: The scope that was current when the run started and outlives it:
             user-error breadcrumbs go there, so the next event of the bot shows them.
+        opted_out: Nothing about this run is sent (its guild or user opted out, or the
+            owner's ``should_report`` said no); only metrics without ids count it.
     """
 
     name: str
@@ -89,6 +91,7 @@ class CommandRun:
     source_id: int | None = None
     first_response_ms: float | None = None
     outer_scope: Any = None
+    opted_out: bool = False
 
     def record_error(self, error: BaseException) -> None:
         """Remember ``error`` for reporting at the end of the run, once."""

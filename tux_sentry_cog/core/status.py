@@ -76,6 +76,11 @@ class StatusSnapshot:
         last_event_id: Id of the last error event Sentry accepted.
         top_groups: Up to five ``(fingerprint, count)`` of groups that are sent, most
             frequent first.
+        errors_held_back: Error events the event budget held back since load.
+        held_back_groups: Up to three ``(fingerprint, held back)`` of groups whose held
+            back events are not reported yet (the next event of the group says so).
+        errors_ignored: Errors not sent because ``ignore_errors`` names them.
+        errors_opted_out: Errors of opted-out runs (not sent).
         slowest: Slowest commands by p95.
         anomalies: Recent performance anomalies.
         memory_mb: Resident memory, MiB.
@@ -110,6 +115,10 @@ class StatusSnapshot:
     errors_undelivered: int = 0
     last_event_id: str | None = None
     top_groups: tuple[tuple[str, int], ...] = ()
+    errors_held_back: int = 0
+    held_back_groups: tuple[tuple[str, int], ...] = ()
+    errors_ignored: int = 0
+    errors_opted_out: int = 0
     slowest: tuple[SlowCommand, ...] = ()
     anomalies: tuple[AnomalySummary, ...] = ()
     memory_mb: float | None = None
