@@ -23,6 +23,7 @@ import sentry_sdk
 from aiohttp import web
 from conftest import BOT_TOKEN, FakeResponse, assert_sentry_accepts
 from discord import app_commands
+from discord.ext import commands
 from discord.webhook import async_ as webhook_async
 
 from tux_sentry_cog.adapter import discord_limits, patches
@@ -281,6 +282,29 @@ async def test_heartbeat_warnings_and_reconnects_per_shard(make_bot, sentry_endp
     assert beats == [{"shard_id": "3"}] * 3
     reconnects = [_attrs(m) for m in _named(sentry_endpoint, "tux.gateway.reconnects")]
     assert sorted(a["shard_id"] for a in reconnects) == ["1", "none", "none"]
+
+
+async def test_reconnects_of_a_sharded_bot_count_per_shard(make_bot, sentry_endpoint):
+    """A real AutoShardedBot dispatches each gateway event twice (``connect`` and
+    ``shard_connect``, ``resumed`` and ``shard_resumed``): only the per-shard ones count,
+    each shard's first session is no reconnect, and the count is per shard."""
+    harness = await make_bot(shard_count=2)
+    bot = harness.bot
+    assert isinstance(bot, commands.AutoShardedBot)
+    with sentry_sdk.isolation_scope():
+        for shard_id in (0, 1):  # the first sessions
+            bot.dispatch("connect")
+            bot.dispatch("shard_connect", shard_id)
+        bot.dispatch("resumed")
+        bot.dispatch("shard_resumed", 1)
+        bot.dispatch("connect")
+        bot.dispatch("shard_connect", 0)  # shard 0's second session
+        await asyncio.sleep(0.05)
+    summary = bot.get_cog("Sentry").status_snapshot().discord_limits
+    assert summary.reconnects == {0: 1, 1: 1}
+    await bot.unload_extension("tux_sentry_cog")
+    reconnects = [_attrs(m) for m in _named(sentry_endpoint, "tux.gateway.reconnects")]
+    assert sorted(a["shard_id"] for a in reconnects) == ["0", "1"]
 
 
 class _UnknownInteractionAdapter(webhook_async.AsyncWebhookAdapter):
