@@ -195,17 +195,27 @@ async def test_successful_commands_send_no_event(make_bot, sentry_flush):
 
 
 async def test_user_errors_are_breadcrumbs_not_events(make_bot, sentry_flush):
+    """A user's mistake is no event: a breadcrumb in its own run's scope, which what the
+    bot sends from that run (its error handler) shows, and no other run's event does."""
     harness = await make_bot()
+
+    async def on_command_error(ctx: commands.Context[Any], error: BaseException) -> None:
+        harness.bot_errors.append(error)
+        if isinstance(error, commands.UserInputError):
+            sentry_sdk.capture_message(f"handler saw {type(error).__name__}")
+
+    harness.bot.on_command_error = on_command_error
+    dpytest.configure(harness.bot, members=2)
     await harness.message("!add one 2")  # BadArgument
     await harness.message("!nosuchcommand")  # CommandNotFound
-    await harness.message("!boom")  # a real error, carrying the breadcrumbs above
-    event = _the_event(sentry_flush())
-    crumbs = [b for b in event["breadcrumbs"]["values"] if b["category"] == "error"]
-    # The user errors left their breadcrumbs on the scope their runs came from, which
-    # outlives them: the next event shows them, each once, with its category.
-    assert [b["data"]["category"] for b in crumbs] == ["user_input", "not_found"]
+    await harness.message("!boom")  # a real error, in a run of its own
+    endpoint = sentry_flush()
+    (handled,) = [e for e in endpoint.events() if e.get("message") == "handler saw BadArgument"]
+    crumbs = [b for b in handled["breadcrumbs"]["values"] if b["category"] == "error"]
+    assert [b["data"]["category"] for b in crumbs] == ["user_input"]
     assert crumbs[0]["message"].startswith("BadArgument")
-    assert crumbs[1]["message"].startswith("CommandNotFound")
+    (boom,) = [e for e in endpoint.events() if "exception" in e]
+    assert not [b for b in boom["breadcrumbs"]["values"] if b["category"] == "error"]
     cog = harness.bot.get_cog("Sentry")
     assert cog.reporter.stats.user_errors == 2
     assert len(harness.bot_errors) == 3

@@ -298,7 +298,7 @@ class ErrorReporter:
             # Only groups that are sent: the owner looks them up in Sentry.
             self._count_group(group)
         elif not opted_out:
-            self._breadcrumb(error, message, classification, report.tags, correlation_id, run=run)
+            self._breadcrumb(error, message, classification, report.tags, correlation_id)
         self._metrics.record_error_metric(
             error,
             {
@@ -415,15 +415,14 @@ class ErrorReporter:
         classification: Classification,
         tags: Mapping[str, str],
         correlation_id: str,
-        *,
-        run: CommandRun | None = None,
     ) -> None:
         if not self._connection.active:
             return
-        # Left on the scope the run came from: the run's own scope ends with it, and the
-        # breadcrumb is there for the bot's next event.
-        scope = run.outer_scope if run is not None else None
-        (scope.add_breadcrumb if scope is not None else sentry_sdk.add_breadcrumb)(
+        # In the run's own scope, which ends with it: what the bot sends from the run
+        # (its error handler, say) shows it, other runs never do. The scope the runs come
+        # from is the whole bot's: there every later event, of any user or guild, carried
+        # up to a hundred other users' mistakes (35 KB, milliseconds of the loop each).
+        sentry_sdk.add_breadcrumb(
             category="error",
             level=classification.severity.value,
             message=f"{type(error).__name__}: {normalize_message(message)}",

@@ -64,7 +64,8 @@ class CommandRun:
         source_id: The message or interaction id that started the run.
         first_response_ms: When an interaction's first response went out, from the start.
         outer_scope: The scope that was current when the run started and outlives it:
-            user-error breadcrumbs go there, so the next event of the bot shows them.
+            an error of a listener the run dispatched (``on_command_error``) is
+            reported in a scope forked from it, not from the run's own.
         opted_out: Nothing about this run is sent (its guild or user opted out, or the
             owner's ``should_report`` said no); only metrics without ids count it.
     """
