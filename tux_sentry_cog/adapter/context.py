@@ -34,6 +34,7 @@ __all__ = [
     "event_values",
     "run_secrets",
     "run_values",
+    "shard_of",
 ]
 
 _log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ def _app_command_cog(command: object) -> str | None:
     return None
 
 
-def _shard_id(client: Any, guild: discord.Guild | None) -> int | None:
+def shard_of(client: Any, guild: discord.Guild | None) -> int | None:
+    """The shard ``guild``'s events come through on a sharded bot, else ``None``."""
     if getattr(client, "shard_count", None) is None:
         return None
     if guild is not None:
@@ -131,7 +133,7 @@ def describe_source(source: ContextOrInteraction) -> SourceInfo:
                 None,
                 str(guild.id) if guild is not None else "dm",
                 source.author.id,
-                _shard_id(source.bot, guild),
+                shard_of(source.bot, guild),
                 known=False,
             )
         return SourceInfo(
@@ -140,7 +142,7 @@ def describe_source(source: ContextOrInteraction) -> SourceInfo:
             command.cog_name,
             str(guild.id) if guild is not None else "dm",
             source.author.id,
-            _shard_id(source.bot, guild),
+            shard_of(source.bot, guild),
         )
     interaction = source
     app_command = interaction.command
@@ -159,7 +161,7 @@ def describe_source(source: ContextOrInteraction) -> SourceInfo:
         cog=cog,
         guild_id=str(guild_id) if guild_id is not None else "dm",
         user_id=interaction.user.id,
-        shard_id=_shard_id(interaction.client, interaction.guild),
+        shard_id=shard_of(interaction.client, interaction.guild),
         known=app_command is not None or interaction.type in _COMPONENT_TYPES,
     )
 

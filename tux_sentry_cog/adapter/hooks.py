@@ -36,6 +36,7 @@ from tux_sentry_cog.adapter.context import (
     event_values,
     run_secrets,
     run_values,
+    shard_of,
 )
 from tux_sentry_cog.adapter.discord_limits import deadline_context
 from tux_sentry_cog.adapter.errors import unwrap_error
@@ -97,13 +98,6 @@ def _background_scope(run: CommandRun | None) -> Any:
     if outer is not None:
         return use_isolation_scope(outer.fork())
     return sentry_sdk.isolation_scope()
-
-
-def _event_shard(bot: Any, guild: discord.Guild | None) -> int | None:
-    """The shard an event came through, on a sharded bot (DMs go through shard 0)."""
-    if getattr(bot, "shard_count", None) is None:
-        return None
-    return guild.shard_id if guild is not None else 0
 
 
 def _resolved(
@@ -244,10 +238,14 @@ class BotInstrumentation:
         self._in_flight: set[int] = set()
         self._drained: asyncio.Event | None = None
         self._drain_target = 0
-        self.active_runs = 0
         self.completed_runs = 0
         self.failed_runs = 0
         self.user_failed_runs = 0
+
+    @property
+    def active_runs(self) -> int:
+        """Runs in flight now."""
+        return len(self._in_flight)
 
     # serving -----------------------------------------------------------------------------
 
@@ -365,7 +363,7 @@ class BotInstrumentation:
                 run=parent,
                 user=subjects.user,
                 channel=subjects.channel,
-                shard_id=_event_shard(self.bot, guild) if command_type == "event" else None,
+                shard_id=shard_of(self.bot, guild) if command_type == "event" else None,
             )
             # The scrubber reads the current run's values and secrets: while this report
             # is built and sent, they are the listener's and its parent command's.
@@ -471,7 +469,6 @@ class BotInstrumentation:
                 )
             )
         token = current_run.set(run)
-        self.active_runs += 1
         self._in_flight.add(id(run))
         source_id = run.source_id
         runs_by_source = SHARED.runs_by_source
@@ -493,7 +490,6 @@ class BotInstrumentation:
             finally:
                 _unbind_log_context(bound)
         finally:
-            self.active_runs -= 1
             self._in_flight.discard(id(run))
             drained = self._drained
             if drained is not None and len(self._in_flight) <= self._drain_target:
@@ -526,7 +522,8 @@ class BotInstrumentation:
         source: ContextOrInteraction,
         call: Callable[[], Awaitable[Any]],
     ) -> Any:
-        # User-error breadcrumbs go to the scope the run came from: its own ends with it.
+        # A listener the run dispatches reports in a scope forked from this one, not from
+        # the run's own (see _background_scope).
         run.outer_scope = sentry_sdk.get_isolation_scope()
         with sentry_sdk.isolation_scope() as scope:
             try:

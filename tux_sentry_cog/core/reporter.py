@@ -30,11 +30,7 @@ from tux_sentry_cog.core.optout import OptOutPolicy, RunDescription, parse_snowf
 from tux_sentry_cog.core.payload import OwnCrumbData, take_whole
 from tux_sentry_cog.core.related import MAX_RELATED_ON_EVENT, RelatedError, RelatedErrorDetector
 from tux_sentry_cog.core.reporters import ErrorMetricsReporter
-from tux_sentry_cog.core.source_lines import (
-    add_source_lines,
-    wants_source_lines,
-    without_source_step,
-)
+from tux_sentry_cog.core.source_lines import add_source_lines, without_source_step
 
 if TYPE_CHECKING:
     from tux_sentry_cog.core.classification import Classification, ErrorClassifier
@@ -443,7 +439,7 @@ class ErrorReporter:
         *,
         related_count: int,
         related: list[RelatedError],
-        ticket: BudgetTicket | None = None,
+        ticket: BudgetTicket,
     ) -> str | None:
         error = report.error
         run = report.run
@@ -467,20 +463,20 @@ class ErrorReporter:
                 "related_errors": [r.as_context() for r in related],
             },
         }
-        noise = ticket.noise_context() if ticket is not None else None
+        noise = ticket.noise_context()
         if noise is not None:
             contexts["noise"] = noise
         client = self._connection.client
         options: dict[str, Any] | None = client.options if client is not None else None
         # The SDK would read each frame's whole module from disk; the line cache has it.
-        own_lines = wants_source_lines(options)
+        own_lines = without_source_step(options)
         event, hint = event_from_exception(
             error,
-            client_options=without_source_step(options) if own_lines and options else options,
+            client_options=own_lines or options,
             mechanism={"type": MECHANISM_TYPE, "handled": report.handled},
         )
-        if own_lines and options:
-            add_source_lines(cast("dict[str, Any]", event), options.get("max_value_length"))
+        if own_lines is not None:
+            add_source_lines(cast("dict[str, Any]", event), own_lines.get("max_value_length"))
         event["level"] = classification.severity.value
         event["fingerprint"] = fingerprint
         event["tags"] = clamp_tags(tags)
@@ -492,7 +488,7 @@ class ErrorReporter:
         # also for an error with no command run (whose scope has no take_whole).
         take_whole(event)
         event_id = sentry_sdk.capture_event(event, hint=hint)
-        if event_id is None and ticket is not None:
+        if event_id is None:
             # Not sent after all (the owner's before_send, the SDK's sample_rate or
             # ignore_errors, an event processor): the slot and what it carried are kept.
             ticket.refund()

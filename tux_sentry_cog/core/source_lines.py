@@ -21,21 +21,18 @@ from typing import Any
 from sentry_sdk.utils import get_lines_from_file
 
 
-def wants_source_lines(options: dict[str, Any] | None) -> bool:
-    """Whether the cog fills the source lines itself for a client with these options.
+def without_source_step(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``options`` for ``event_from_exception`` with the SDK's per-frame source read off.
 
-    Not where the owner turned source context off, and not under the SDK's newer
-    ``data_collection`` option, which decides the number of lines itself: there the SDK
-    keeps doing it.
+    ``None`` where the cog does not fill the lines itself: where the owner turned source
+    context off, and under the SDK's newer ``data_collection`` option, which decides the
+    number of lines itself (there the SDK keeps doing it).
     """
     if not options or not options.get("include_source_context", True):
-        return False
+        return None
     collection = options.get("data_collection")
-    return not (isinstance(collection, dict) and collection.get("provided_by_user"))
-
-
-def without_source_step(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` for ``event_from_exception`` with the SDK's per-frame source read off."""
+    if isinstance(collection, dict) and collection.get("provided_by_user"):
+        return None
     return {**options, "include_source_context": False}
 
 
