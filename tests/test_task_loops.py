@@ -310,18 +310,7 @@ _EARLY_LOOP_SCRIPT = textwrap.dedent(
 
 
 def test_loops_started_before_the_cog_loaded():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("SENTRY_DSN", None)
-    done = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", _EARLY_LOOP_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _run_script(_EARLY_LOOP_SCRIPT)
     assert result["handled"] == 1
     events = result["events"]
     by_name = {e["tags"].get("command.name"): e for e in events}

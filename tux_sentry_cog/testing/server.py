@@ -282,11 +282,7 @@ class SentryEndpoint:
 
     def metrics(self) -> list[dict[str, Any]]:
         """Every metric in every ``trace_metric`` item, flattened."""
-        metrics: list[dict[str, Any]] = []
-        for payload in self.items("trace_metric"):
-            if isinstance(payload, dict):
-                metrics.extend(payload.get("items", []))
-        return metrics
+        return self._batched("trace_metric")
 
     def logs(self) -> list[dict[str, Any]]:
         """Every Sentry Logs record in every ``log`` item, flattened."""
