@@ -87,7 +87,6 @@ class _Hit:
     url: str
     retry_after: float | None
     scope: str = "route"
-    context: contextvars.Context | None = None
 
 
 def _float(value: Any) -> float | None:
@@ -138,14 +137,14 @@ class DiscordLimits:
             return
         if msg == formats.ROUTE_429_FORMAT and len(args) == 3:  # noqa: PLR2004 - the format's
             hit = _Hit(str(args[0]), str(args[1]), _float(args[2]))
-            hit.context = contextvars.copy_context()  # the failing task's scope
             self._last_route_hit = hit
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 self._settle(hit)
             else:
-                loop.call_soon(self._settle, hit)
+                # In the failing task's context: its breadcrumb goes to that run's scope.
+                loop.call_soon(self._settle, hit, context=contextvars.copy_context())
         elif msg == formats.ROUTE_429_TOO_LONG_FORMAT and len(args) == 3:  # noqa: PLR2004
             # discord.py raises RateLimited at once, before it reads the global flag.
             self._settle(_Hit(str(args[0]), str(args[1]), _float(args[2])))
@@ -156,10 +155,6 @@ class DiscordLimits:
             self._last_route_hit = None
 
     def _settle(self, hit: _Hit) -> None:
-        if hit.context is not None:
-            context, hit.context = hit.context, None
-            context.run(self._settle, hit)
-            return
         try:
             self._rate_limited(hit)
         except Exception:

@@ -67,7 +67,6 @@ class LoopStats:
 
     Attributes:
         name: ``<Cog>.<method>`` or the coroutine's qualified name.
-        runs: Iterations seen.
         last_run: ``time.time()`` of the last iteration's end, or of its failure.
         last_status: ``ok``, a transaction status such as ``internal_error``, or
             ``cancelled``.
@@ -75,7 +74,6 @@ class LoopStats:
     """
 
     name: str
-    runs: int = 0
     last_run: float | None = None
     last_status: str | None = None
     failure_times: collections.deque[float] = field(
@@ -183,7 +181,6 @@ class LoopRuns:
 
     def _note(self, name: str, status: str, *, failed: bool) -> None:
         stats = self._stats(name)
-        stats.runs += 1
         stats.last_run = time.time()
         stats.last_status = status
         if failed:

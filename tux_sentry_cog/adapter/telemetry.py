@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import sentry_sdk
 from discord.ext import tasks
 
-from tux_sentry_cog.adapter.discord_limits import SHARED_KEY, DiscordLimits
+from tux_sentry_cog.adapter.discord_limits import INTERACTION_TYPES, SHARED_KEY, DiscordLimits
 from tux_sentry_cog.adapter.hooks import add_finished_breadcrumb
 from tux_sentry_cog.adapter.loop_patches import OWN_LOOP_MARK
 from tux_sentry_cog.core.limits import clamp_tags
@@ -55,7 +55,6 @@ _log = logging.getLogger(__name__)
 #: Gateway events kept for the status report.
 MAX_GATEWAY_EVENTS = 20
 
-_INTERACTION_TYPES = frozenset({"slash", "context_menu", "component", "modal", "hybrid"})
 
 
 class Telemetry:
@@ -131,7 +130,7 @@ class Telemetry:
             status or "ok",
             duration,
         )
-        if run.first_response_ms is not None and run.command_type in _INTERACTION_TYPES:
+        if run.first_response_ms is not None and run.command_type in INTERACTION_TYPES:
             self.metrics.distribution(
                 "interactions.response_time",
                 run.first_response_ms,
