@@ -27,7 +27,7 @@ from discord.ext import commands
 from discord.webhook import async_ as webhook_async
 
 from tux_sentry_cog.adapter import discord_limits, patches
-from tux_sentry_cog.core.discord_limits import route_template
+from tux_sentry_cog.core.discord_limits import DiscordLimitsWindow, route_template
 from tux_sentry_cog.shared import SHARED
 from tux_sentry_cog.status import build_status_embed
 
@@ -408,3 +408,22 @@ def test_a_missing_log_format_warns_once(monkeypatch, caplog):
     assert "discord.rate_limited metric is off" in warnings[0]
     assert not [r for r in caplog.records if "heartbeat log format" in r.getMessage()]
     assert len(added) == 2  # the filters still go on: heartbeats are read as before
+
+
+def test_a_429_storm_is_counted_whole_in_the_status_window():
+    """However many hits arrive in 5 minutes, the status counts them all, in bounded memory."""
+    now = [1000.0]
+    window = DiscordLimitsWindow(clock=lambda: now[0])
+    for i in range(5000):
+        now[0] = 1000.0 + i * 0.05  # 250 s of hits
+        window.rate_limited("global")
+        window.heartbeat_warning()
+    window.rate_limited("route")
+    summary = window.summary()
+    assert summary.rate_limits_5m == {"global": 5000, "route": 1}
+    assert summary.heartbeat_warnings_5m == summary.heartbeat_warnings == 5000
+    now[0] += 301.0
+    later = window.summary()
+    assert later.rate_limits_5m == {}
+    assert later.heartbeat_warnings_5m == 0
+    assert later.heartbeat_warnings == 5000

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from tux_sentry_cog.core.metrics import SlidingWindowCounter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,8 +50,6 @@ HEARTBEAT_BEHIND_FORMAT = "Can't keep up, shard ID %s websocket is %.1fs behind.
 
 #: The window of the status figures, in seconds.
 STATUS_WINDOW_SECONDS = 300.0
-#: Most hits remembered per kind inside the window (older ones fall off first).
-MAX_REMEMBERED = 2048
 #: Most shards whose reconnects are counted apart; more share the ``other`` row.
 MAX_SHARDS = 256
 #: Longest route template kept (a metric attribute stays short).
@@ -166,9 +165,11 @@ class DiscordLimitsWindow:
         """Create an empty window."""
         self._clock = clock
         self._lock = threading.Lock()
-        self._rate_limits: deque[tuple[float, str]] = deque(maxlen=MAX_REMEMBERED)
-        self._heartbeats: deque[float] = deque(maxlen=MAX_REMEMBERED)
-        self._deadlines: deque[float] = deque(maxlen=MAX_REMEMBERED)
+        # Exact counts in one-second buckets, bounded by the window, not by the hits: a
+        # 429 storm is counted whole. Scopes are the two this module names.
+        self._rate_limits = {scope: self._window() for scope in ("route", "global")}
+        self._heartbeats = self._window()
+        self._deadlines = self._window()
         self.heartbeat_warnings = 0
         self.deadline_misses = 0
         self._reconnects: dict[int | None, int] = {}
@@ -177,18 +178,18 @@ class DiscordLimitsWindow:
     def rate_limited(self, scope: str) -> None:
         """Count a 429 of ``scope``."""
         with self._lock:
-            self._rate_limits.append((self._clock(), scope))
+            self._rate_limits[scope if scope in self._rate_limits else "route"].add()
 
     def heartbeat_warning(self) -> None:
         """Count one of discord.py's heartbeat warnings."""
         with self._lock:
-            self._heartbeats.append(self._clock())
+            self._heartbeats.add()
             self.heartbeat_warnings += 1
 
     def deadline_missed(self) -> None:
         """Count an interaction that missed its deadline."""
         with self._lock:
-            self._deadlines.append(self._clock())
+            self._deadlines.add()
             self.deadline_misses += 1
 
     def connected(self, shard_id: int | None) -> bool:
@@ -214,17 +215,16 @@ class DiscordLimitsWindow:
 
     def summary(self) -> DiscordLimitsSummary:
         """The figures now."""
-        since = self._clock() - STATUS_WINDOW_SECONDS
         with self._lock:
-            scopes: dict[str, int] = {}
-            for at, scope in self._rate_limits:
-                if at >= since:
-                    scopes[scope] = scopes.get(scope, 0) + 1
+            scopes = {s: n for s, c in self._rate_limits.items() if (n := c.total())}
             return DiscordLimitsSummary(
                 rate_limits_5m=scopes,
-                heartbeat_warnings_5m=sum(1 for at in self._heartbeats if at >= since),
+                heartbeat_warnings_5m=self._heartbeats.total(),
                 heartbeat_warnings=self.heartbeat_warnings,
                 reconnects=dict(self._reconnects),
-                deadline_misses_5m=sum(1 for at in self._deadlines if at >= since),
+                deadline_misses_5m=self._deadlines.total(),
                 deadline_misses=self.deadline_misses,
             )
+
+    def _window(self) -> SlidingWindowCounter:
+        return SlidingWindowCounter(STATUS_WINDOW_SECONDS, 1.0, clock=self._clock)
