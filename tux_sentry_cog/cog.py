@@ -171,9 +171,9 @@ class SentryCog(StatusCommands, name="Sentry"):
 
     def _activity(self, kind: str, user_id: int, guild: discord.Guild | None) -> None:
         guild_id = guild.id if guild else None
-        opt_out = self.reporter.opt_out
-        if opt_out.active and self.connection.active and not opt_out.allows(
-            RunDescription("event", f"on_{kind}", guild_id=guild_id, user_id=user_id)
+        if self.reporter.opt_out.refuses(
+            self.connection.active,
+            lambda: RunDescription("event", f"on_{kind}", guild_id=guild_id, user_id=user_id),
         ):
             # Still counted, without the guild's id.
             self.telemetry.business.record_user_activity(kind, user_id, OPTED_OUT_GUILD)

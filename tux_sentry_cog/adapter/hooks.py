@@ -456,18 +456,16 @@ class BotInstrumentation:
         if started is None:
             return await call()
         run, info = started
-        opt_out = self._reporter.opt_out
-        if opt_out.active and self._connection.active:
-            # Asked before anything about the run exists in the SDK (scope, transaction);
-            # in local mode nothing is sent, and the owner's rule costs nothing.
-            run.opted_out = not opt_out.allows(
-                RunDescription(
-                    source_type=run.command_type,
-                    command=run.name,
-                    guild_id=parse_snowflake(run.guild_id),
-                    user_id=run.user_id,
-                )
-            )
+        # Asked before anything about the run exists in the SDK (scope, transaction).
+        run.opted_out = self._reporter.opt_out.refuses(
+            self._connection.active,
+            lambda: RunDescription(
+                source_type=run.command_type,
+                command=run.name,
+                guild_id=parse_snowflake(run.guild_id),
+                user_id=run.user_id,
+            ),
+        )
         token = current_run.set(run)
         self._in_flight.add(id(run))
         source_id = run.source_id

@@ -291,9 +291,9 @@ class LoopRuns:
                 self._safe_report(loop, exc, None)
                 raise
         run = CommandRun(name=name, command_type="task", cog=cog, guild_id="none")
-        opt_out = self._reporter.opt_out
-        if opt_out.active and self._connection.active:
-            run.opted_out = not opt_out.allows(RunDescription(source_type="task", command=name))
+        run.opted_out = self._reporter.opt_out.refuses(
+            self._connection.active, lambda: RunDescription(source_type="task", command=name)
+        )
         token = current_run.set(run)
         try:
             if self._connection.active and run.opted_out:

@@ -91,7 +91,7 @@ class OptOutPolicy:
             cannot say, nothing is sent rather than something it meant to keep out).
     """
 
-    __slots__ = ("_faults", "_guild_ids", "_should_report", "_user_ids")
+    __slots__ = ("_faults", "_guild_ids", "_should_report", "_user_ids", "active")
 
     def __init__(
         self,
@@ -104,11 +104,17 @@ class OptOutPolicy:
         self._user_ids = frozenset(user_ids)
         self._should_report = should_report
         self._faults = 0
+        #: True when anything can opt a run out (the lists never change after this).
+        self.active = bool(self._guild_ids or self._user_ids or should_report is not None)
 
-    @property
-    def active(self) -> bool:
-        """True when anything can opt a run out."""
-        return bool(self._guild_ids or self._user_ids or self._should_report is not None)
+    def refuses(self, sending: bool, describe: Callable[[], RunDescription]) -> bool:
+        """True when the run ``describe`` tells of is to send nothing.
+
+        Asked only while something is sent (``sending``): in local mode nothing leaves,
+        and the owner's rule then costs nothing; ``describe`` is called only when a rule
+        could refuse.
+        """
+        return self.active and sending and not self.allows(describe())
 
     @property
     def faults(self) -> int:

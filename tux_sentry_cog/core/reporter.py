@@ -359,9 +359,7 @@ class ErrorReporter:
         run = report.run
         if run is not None and run.opted_out:
             return True
-        if not (self.opt_out.active and self._connection.active):
-            return False  # local mode sends nothing: nothing to keep out
-        if self.opt_out.allows(self.describe(report)):
+        if not self.opt_out.refuses(self._connection.active, lambda: self.describe(report)):
             return False
         if run is not None:
             # Its transaction is dropped too when the run ends.
